@@ -1,0 +1,1 @@
+namespace LoraHub.Core; public static class Placeholder {}
