@@ -1,3 +1,18 @@
-using TorchSharp;
-var t = torch.ones(2, 3);
-System.Console.WriteLine(t.sum().item<float>());
+using System.CommandLine;
+using LoraHub.Cli;
+using LoraHub.Cli.Commands;
+
+var root = new RootCommand("LoraHub.NET: compose LoRA modules for a new task from a few examples, without gradients.")
+{
+    TokenizeCommand.Create(),
+    ScoreCommand.Create(),
+    GenerateCommand.Create(),
+};
+var parsed = root.Parse(args);
+if (parsed.Errors.Count > 0 && !args.Any(a => a is "-h" or "--help" or "-?"))
+{
+    // One clear line on stderr instead of the parser's help dump.
+    Console.Error.WriteLine($"lorahub: error: {string.Join("; ", parsed.Errors.Select(e => e.Message))} (see lorahub {string.Join(' ', args.Take(1))} --help)");
+    return 2;
+}
+return CliErrors.Run(() => parsed.Invoke());

@@ -1,0 +1,43 @@
+using System.CommandLine;
+using System.Text.Json.Nodes;
+using LoraHub.Core.Models;
+
+namespace LoraHub.Cli.Commands;
+
+/// <summary>`lorahub generate`: greedy output of the base model or a composition for one input.</summary>
+internal static class GenerateCommand
+{
+    public static Command Create()
+    {
+        var baseDir = Common.Base();
+        var modules = Common.Modules();
+        var weights = Common.Weights();
+        var input = new Option<string>("--input") { Description = "input text", Required = true };
+        var maxNew = new Option<int>("--max-new-tokens") { Description = "stop after this many tokens (EOS stops earlier)", DefaultValueFactory = _ => 64 };
+        var format = Common.Format();
+        var dtype = Common.DType();
+        var command = new Command("generate", "Greedy generation with the base model or a composition of LoRA modules.")
+        {
+            baseDir, modules, weights, input, maxNew, format, dtype,
+        };
+        command.SetAction(CliErrors.Guard(parse =>
+        {
+            var moduleDirs = parse.GetValue(modules) ?? [];
+            var w = Common.ResolveWeights(moduleDirs, parse.GetValue(weights));
+            if (parse.GetValue(maxNew) < 1) throw new UsageException("--max-new-tokens must be at least 1");
+            var dir = parse.GetValue(baseDir)!;
+            using var model = ModelLoader.Load(dir, Common.ParseDType(parse.GetValue(dtype)!));
+            var tokenizer = ModelLoader.LoadTokenizer(dir);
+            using var composed = Common.Compose(model, moduleDirs, w);
+            var ids = Seq2Seq.Greedy(model, tokenizer.Encode(parse.GetValue(input)!).Ids.ToArray(), parse.GetValue(maxNew));
+            // The embedding has rows past the tokenizer's vocabulary (32100..32127 in T5); they carry no text.
+            var text = tokenizer.Decode(ids.Where(i => i < tokenizer.VocabSize));
+            if (parse.GetValue(format) == "json")
+                Common.WriteJson(new JsonObject { ["text"] = text, ["token_ids"] = new JsonArray(ids.Select(i => (JsonNode)i).ToArray()) });
+            else
+                Console.WriteLine(text);
+            return 0;
+        }));
+        return command;
+    }
+}

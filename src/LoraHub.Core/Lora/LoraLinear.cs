@@ -1,0 +1,93 @@
+using System.Reflection;
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace LoraHub.Core.Lora;
+
+/// <summary>
+/// PEFT's LoRA layer: wraps a base Linear and adds x A^T B^T (B pre-scaled by lora_alpha / r).
+/// The adapter is plain data, not a registered parameter, so switching to another composition is a
+/// pointer swap: the base weights are never copied or reloaded.
+/// </summary>
+public sealed class LoraLinear : nn.Module<Tensor, Tensor>
+{
+    private readonly Linear base_layer;
+    private Tensor? loraA;
+    private Tensor? loraB;
+
+    public LoraLinear(Linear baseLayer) : base(nameof(LoraLinear))
+    {
+        base_layer = baseLayer;
+        RegisterComponents();
+    }
+
+    public long InFeatures => base_layer.weight!.shape[1];
+    public long OutFeatures => base_layer.weight!.shape[0];
+    public Linear BaseLayer => base_layer;
+
+    /// <summary>A [r, in] and B [out, r] with the scale already folded into B. The layer does not own them.</summary>
+    public void SetAdapter(Tensor a, Tensor b)
+    {
+        if (a.dim() != 2 || b.dim() != 2 || a.shape[1] != InFeatures || b.shape[0] != OutFeatures || a.shape[0] != b.shape[1])
+            throw new ArgumentException($"adapter shapes A [{string.Join(", ", a.shape)}], B [{string.Join(", ", b.shape)}] do not fit a {InFeatures}->{OutFeatures} layer");
+        (loraA, loraB) = (a, b);
+    }
+
+    public void ClearAdapter() => (loraA, loraB) = (null, null);
+
+    public bool HasAdapter => loraA is not null;
+
+    public override Tensor forward(Tensor x)
+    {
+        var y = base_layer.forward(x);
+        if (loraA is null) return y;
+        using var down = matmul(x, loraA.t());
+        using var up = matmul(down, loraB!.t());
+        return y.add_(up);
+    }
+}
+
+/// <summary>Puts LoRA layers around named Linear layers of a model, the way PEFT does with setattr.</summary>
+public static class LoraInjector
+{
+    /// <summary>
+    /// Returns the LoRA layer at path (e.g. "encoder.block.0.layer.0.SelfAttention.q"), wrapping the Linear there
+    /// first if needed. Throws KeyNotFoundException when the model has no Linear at that path.
+    /// The base Linear stays registered under its own name, so the model's parameter names (and a saved
+    /// state dict) remain the checkpoint's keys; the wrapper only takes its place in forward.
+    /// </summary>
+    public static LoraLinear Wrap(nn.Module root, string path)
+    {
+        var dot = path.LastIndexOf('.');
+        var parentPath = dot < 0 ? "" : path[..dot];
+        var fieldName = path[(dot + 1)..];
+        var parent = parentPath.Length == 0 ? root : root.named_modules().FirstOrDefault(m => m.name == parentPath).module;
+        if (parent is null) throw new KeyNotFoundException($"the model has no layer '{path}'");
+        var field = FindField(parent.GetType(), fieldName)
+            ?? throw new KeyNotFoundException($"the model has no layer '{path}'");
+        switch (field.GetValue(parent))
+        {
+            case LoraLinear existing:
+                return existing;
+            case Linear linear when field.FieldType.IsAssignableFrom(typeof(LoraLinear)):
+                var lora = new LoraLinear(linear);
+                field.SetValue(parent, lora);
+                return lora;
+            case Linear:
+                throw new KeyNotFoundException($"the model's layer '{path}' is declared as {field.FieldType.Name} and cannot hold a LoRA layer");
+            case var other:
+                throw new KeyNotFoundException($"the model's layer '{path}' is a {other?.GetType().Name ?? "null"}, not a Linear");
+        }
+    }
+
+    private static FieldInfo? FindField(Type type, string name)
+    {
+        for (var t = type; t is not null; t = t.BaseType)
+        {
+            var f = t.GetField(name, BindingFlags.Instance | BindingFlags.NonPublic | BindingFlags.Public | BindingFlags.DeclaredOnly);
+            if (f is not null && typeof(nn.Module).IsAssignableFrom(f.FieldType)) return f;
+        }
+        return null;
+    }
+}

@@ -1,0 +1,112 @@
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using LoraHub.Core.Tensors;
+using LoraHub.Core.Tokenization;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace LoraHub.Core.Models;
+
+/// <summary>Loads a Hugging Face model folder (config.json + weights) into the model family its model_type names.</summary>
+public static class ModelLoader
+{
+    public static readonly IReadOnlyList<string> SupportedModelTypes = ["t5"];
+
+    public static JsonObject ReadConfig(string directory)
+    {
+        var path = Path.Combine(directory, "config.json");
+        if (!Directory.Exists(directory)) throw new ModelFormatException($"{directory}: model folder does not exist");
+        if (!File.Exists(path)) throw new ModelFormatException($"{directory}: no config.json in the model folder");
+        try
+        {
+            return JsonNode.Parse(File.ReadAllText(path))?.AsObject() ?? throw new ModelFormatException($"{path}: config is empty");
+        }
+        catch (Exception e) when (e is JsonException or InvalidOperationException)
+        {
+            throw new ModelFormatException($"{path}: not a JSON object ({e.Message})", e);
+        }
+    }
+
+    /// <summary>
+    /// Builds the model for config.json's model_type and copies the checkpoint into it. Weights stored as
+    /// F16/BF16 are computed in F32 by default. Base weights are frozen (only LoRA is ever trained).
+    /// </summary>
+    public static ISeq2SeqModel Load(string directory, ScalarType dtype = ScalarType.Float32, Device? device = null)
+    {
+        directory = Path.GetFullPath(directory);
+        var json = ReadConfig(directory);
+        var modelType = json["model_type"] is JsonValue v && v.TryGetValue(out string? s) ? s : null;
+        var configPath = Path.Combine(directory, "config.json");
+        var model = modelType switch
+        {
+            "t5" => new T5ForConditionalGeneration(T5Config.FromJson(json, configPath)),
+            _ => throw new ModelFormatException(
+                $"{configPath}: model_type '{modelType ?? "(none)"}' is not supported; supported: {string.Join(", ", SupportedModelTypes)}"),
+        };
+        try
+        {
+            Dictionary<string, Tensor> state;
+            try
+            {
+                state = StateDict.LoadModelFolder(directory, dtype);
+            }
+            catch (TensorFileException e)
+            {
+                throw new ModelFormatException(e.Message, e);
+            }
+            try
+            {
+                CopyInto(model, state, directory);
+            }
+            finally
+            {
+                foreach (var t in state.Values) t.Dispose();
+            }
+            model.to(dtype);
+            if (device is not null) model.to(device);
+            foreach (var p in model.parameters()) p.requires_grad = false;
+            model.eval();
+            return model;
+        }
+        catch
+        {
+            model.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>Copies checkpoint tensors into the parameters of the same name; missing or mis-shaped ones are errors.</summary>
+    private static void CopyInto(T5ForConditionalGeneration model, Dictionary<string, Tensor> state, string directory)
+    {
+        // save_pretrained stores the shared embedding once; older checkpoints may only have the stack copies.
+        if (!state.ContainsKey("shared.weight"))
+        {
+            if (state.TryGetValue("encoder.embed_tokens.weight", out var enc)) state["shared.weight"] = enc.alias();
+            else if (state.TryGetValue("decoder.embed_tokens.weight", out var dec)) state["shared.weight"] = dec.alias();
+        }
+        var missing = new List<string>();
+        using var noGrad = no_grad();
+        foreach (var (name, parameter) in model.named_parameters())
+        {
+            if (!state.TryGetValue(name, out var source))
+            {
+                missing.Add(name);
+                continue;
+            }
+            if (!source.shape.SequenceEqual(parameter.shape))
+                throw new ModelFormatException(
+                    $"{directory}: checkpoint tensor '{name}' has shape [{string.Join(", ", source.shape)}] but config.json implies [{string.Join(", ", parameter.shape)}]");
+            parameter.copy_(source);
+        }
+        if (missing.Count > 0)
+            throw new ModelFormatException($"{directory}: checkpoint is missing {missing.Count} tensor(s): {string.Join(", ", missing.Take(5))}{(missing.Count > 5 ? ", ..." : "")}");
+    }
+
+    /// <summary>The tokenizer stored with the model (spiece.model for T5).</summary>
+    public static ITextTokenizer LoadTokenizer(string directory)
+    {
+        var spiece = Path.Combine(directory, "spiece.model");
+        if (File.Exists(spiece)) return T5Tokenizer.Load(spiece);
+        throw new ModelFormatException($"{directory}: no tokenizer found (looked for spiece.model)");
+    }
+}

@@ -1,0 +1,99 @@
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace LoraHub.Core.Models;
+
+/// <summary>One tokenized example: encoder input ids and label ids (both ending with EOS).</summary>
+public sealed record TokenizedExample(int[] InputIds, int[] Labels);
+
+/// <summary>Teacher-forced loss and greedy generation for any encoder-decoder model.</summary>
+public static class Seq2Seq
+{
+    /// <summary>
+    /// Each example's mean token cross-entropy over its labels (EOS included), from one padded batch:
+    /// decoder input = [start] + labels[:-1], padding masked in the encoder and ignored in the loss.
+    /// </summary>
+    public static double[] ExampleLosses(ISeq2SeqModel model, IReadOnlyList<TokenizedExample> batch)
+    {
+        if (batch.Count == 0) return [];
+        using var scope = NewDisposeScope();
+        using var noGrad = no_grad();
+        var device = model.Module.parameters().First().device;
+        var (inputIds, inputMask) = Pad(batch.Select(e => e.InputIds).ToList(), model.PadTokenId, device);
+        var decoderIds = batch.Select(e => new[] { model.DecoderStartTokenId }.Concat(e.Labels[..^1]).ToArray()).ToList();
+        var (decoderInput, _) = Pad(decoderIds, model.PadTokenId, device);
+        var (labels, labelMask) = Pad(batch.Select(e => e.Labels).ToList(), 0, device);
+
+        var encoded = model.Encode(inputIds, inputMask);
+        var logits = model.Decode(decoderInput, encoded, inputMask);
+        var nll = -nn.functional.log_softmax(logits.to(ScalarType.Float32), -1).gather(-1, labels.unsqueeze(-1)).squeeze(-1);
+        var mask = labelMask.to(ScalarType.Float32);
+        var perExample = (nll * mask).sum(1) / mask.sum(1);
+        return perExample.to(ScalarType.Float64).cpu().data<double>().ToArray();
+    }
+
+    /// <summary>Token-level negative log-likelihoods of one example (for inspection and tests).</summary>
+    public static double[] TokenLosses(ISeq2SeqModel model, TokenizedExample example)
+    {
+        using var scope = NewDisposeScope();
+        using var noGrad = no_grad();
+        var device = model.Module.parameters().First().device;
+        var input = tensor(example.InputIds.Select(x => (long)x).ToArray(), device: device).unsqueeze(0);
+        var mask = ones_like(input);
+        var decoder = tensor(new[] { (long)model.DecoderStartTokenId }.Concat(example.Labels[..^1].Select(x => (long)x)).ToArray(), device: device).unsqueeze(0);
+        var labels = tensor(example.Labels.Select(x => (long)x).ToArray(), device: device).unsqueeze(0);
+        var logits = model.Decode(decoder, model.Encode(input, mask), mask);
+        var nll = -nn.functional.log_softmax(logits.to(ScalarType.Float32), -1).gather(-1, labels.unsqueeze(-1)).squeeze(-1);
+        return nll.squeeze(0).to(ScalarType.Float64).cpu().data<double>().ToArray();
+    }
+
+    /// <summary>
+    /// Greedy decoding with a key/value cache: one decoder step per token, stopping after EOS
+    /// (when stopAtEos) or after maxNewTokens. Returns the generated ids without the start token.
+    /// </summary>
+    public static int[] Greedy(ISeq2SeqModel model, int[] inputIds, int maxNewTokens, bool stopAtEos = true)
+    {
+        using var scope = NewDisposeScope();
+        using var noGrad = no_grad();
+        var device = model.Module.parameters().First().device;
+        var input = tensor(inputIds.Select(x => (long)x).ToArray(), device: device).unsqueeze(0);
+        var mask = ones_like(input);
+        var encoded = model.Encode(input, mask);
+        var cache = model.NewCache();
+        try
+        {
+            var generated = new List<int>();
+            var next = model.DecoderStartTokenId;
+            for (var step = 0; step < maxNewTokens; step++)
+            {
+                using var stepScope = NewDisposeScope();
+                var ids = tensor(new long[] { next }, device: device).unsqueeze(0);
+                var logits = model.Decode(ids, encoded, mask, cache, offset: step);
+                next = (int)logits[0, -1].argmax().item<long>();
+                generated.Add(next);
+                if (stopAtEos && next == model.EosTokenId) break;
+            }
+            return generated.ToArray();
+        }
+        finally
+        {
+            foreach (var c in cache) c.Dispose();
+        }
+    }
+
+    /// <summary>Right-pads sequences into [batch, maxLength] ids and a 1/0 mask.</summary>
+    internal static (Tensor Ids, Tensor Mask) Pad(IReadOnlyList<int[]> sequences, int padId, Device device)
+    {
+        var length = sequences.Max(s => s.Length);
+        var ids = new long[sequences.Count * length];
+        var mask = new long[sequences.Count * length];
+        for (var i = 0; i < sequences.Count; i++)
+        for (var j = 0; j < length; j++)
+        {
+            var inside = j < sequences[i].Length;
+            ids[i * length + j] = inside ? sequences[i][j] : padId;
+            mask[i * length + j] = inside ? 1 : 0;
+        }
+        return (tensor(ids, [sequences.Count, length], device: device), tensor(mask, [sequences.Count, length], device: device));
+    }
+}

@@ -1,1 +1,0 @@
-namespace LoraHub.Core; public static class Placeholder {}
