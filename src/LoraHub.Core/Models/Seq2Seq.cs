@@ -18,6 +18,16 @@ public static class Seq2Seq
         if (batch.Count == 0) return [];
         using var scope = NewDisposeScope();
         using var noGrad = no_grad();
+        return PerExampleLoss(model, batch).to(ScalarType.Float64).cpu().data<double>().ToArray();
+    }
+
+    /// <summary>
+    /// The per-example losses [batch] as a tensor, differentiable when gradients are enabled (training uses
+    /// its mean). Scoring and training share this one definition of the loss.
+    /// </summary>
+    public static Tensor PerExampleLoss(ISeq2SeqModel model, IReadOnlyList<TokenizedExample> batch)
+    {
+        using var scope = NewDisposeScope();
         var device = model.Module.parameters().First().device;
         var (inputIds, inputMask) = Pad(batch.Select(e => e.InputIds).ToList(), model.PadTokenId, device);
         var decoderIds = batch.Select(e => new[] { model.DecoderStartTokenId }.Concat(e.Labels[..^1]).ToArray()).ToList();
@@ -28,8 +38,7 @@ public static class Seq2Seq
         var logits = model.Decode(decoderInput, encoded, inputMask);
         var nll = -nn.functional.log_softmax(logits.to(ScalarType.Float32), -1).gather(-1, labels.unsqueeze(-1)).squeeze(-1);
         var mask = labelMask.to(ScalarType.Float32);
-        var perExample = (nll * mask).sum(1) / mask.sum(1);
-        return perExample.to(ScalarType.Float64).cpu().data<double>().ToArray();
+        return ((nll * mask).sum(1) / mask.sum(1)).MoveToOuterDisposeScope();
     }
 
     /// <summary>Token-level negative log-likelihoods of one example (for inspection and tests).</summary>
