@@ -32,7 +32,7 @@ public static class CliErrors
     private static string? Describe(Exception e) => e switch
     {
         UsageException or ModelFormatException or LoraFormatException or TensorFileException
-            or TokenizerException or ExampleFormatException => OneLine(e.Message),
+            or TokenizerException or ExampleFormatException or CompositionException => OneLine(e.Message),
         FileNotFoundException or DirectoryNotFoundException or UnauthorizedAccessException or IOException => OneLine(e.Message),
         _ => null,
     };

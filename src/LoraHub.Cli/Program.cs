@@ -7,6 +7,8 @@ var root = new RootCommand("LoraHub.NET: compose LoRA modules for a new task fro
     TokenizeCommand.Create(),
     ScoreCommand.Create(),
     GenerateCommand.Create(),
+    ComposeCommand.Create(),
+    EvalCommand.Create(),
 };
 var parsed = root.Parse(args);
 if (parsed.Errors.Count > 0 && !args.Any(a => a is "-h" or "--help" or "-?"))

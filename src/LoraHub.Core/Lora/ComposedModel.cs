@@ -102,6 +102,31 @@ public sealed class ComposedModel : IDisposable
         Weights = weights.ToArray();
     }
 
+    /// <summary>
+    /// Attaches C compositions at once (one weight vector each) for a forward pass whose batch is C equal
+    /// groups of rows, candidate-major: group c is computed with candidate c's adapter.
+    /// </summary>
+    public void SetCandidates(IReadOnlyList<IReadOnlyList<double>> candidates)
+    {
+        if (candidates.Count == 0) throw new ArgumentException("no candidates");
+        if (candidates.Any(c => c.Count != Modules.Count))
+            throw new ArgumentException($"every candidate needs {Modules.Count} weights");
+        using var noGrad = no_grad();
+        using var scope = NewDisposeScope();
+        var flat = candidates.SelectMany(c => c.Select(x => (float)x)).ToArray();
+        var w = tensor(flat, [candidates.Count, Modules.Count]).to(targets[0].StackA.device);
+        foreach (var t in targets)
+        {
+            var (oldA, oldB) = (t.A, t.B);
+            t.A = tensordot(w, t.StackA, [1], [0]).DetachFromDisposeScope();
+            t.B = tensordot(w, t.StackB, [1], [0]).DetachFromDisposeScope();
+            t.Layer.SetAdapter(t.A, t.B);
+            oldA?.Dispose();
+            oldB?.Dispose();
+        }
+        Weights = null;
+    }
+
     /// <summary>Detaches the adapter: the model computes as the base model again.</summary>
     public void Clear()
     {

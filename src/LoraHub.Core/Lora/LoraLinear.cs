@@ -26,10 +26,18 @@ public sealed class LoraLinear : nn.Module<Tensor, Tensor>
     public long OutFeatures => base_layer.weight!.shape[0];
     public Linear BaseLayer => base_layer;
 
-    /// <summary>A [r, in] and B [out, r] with the scale already folded into B. The layer does not own them.</summary>
+    /// <summary>
+    /// A [r, in] and B [out, r] with the scale already folded into B, applied to every row; or, to evaluate
+    /// C candidates in one forward pass, A [C, r, in] and B [C, out, r]: the batch is then C equal groups of
+    /// rows, candidate-major, and group c uses adapter c. The layer does not own the tensors.
+    /// </summary>
     public void SetAdapter(Tensor a, Tensor b)
     {
-        if (a.dim() != 2 || b.dim() != 2 || a.shape[1] != InFeatures || b.shape[0] != OutFeatures || a.shape[0] != b.shape[1])
+        var grouped = a.dim() == 3;
+        var fits = a.dim() == b.dim() && a.dim() is 2 or 3
+            && a.shape[^1] == InFeatures && b.shape[^2] == OutFeatures && a.shape[^2] == b.shape[^1]
+            && (!grouped || a.shape[0] == b.shape[0]);
+        if (!fits)
             throw new ArgumentException($"adapter shapes A [{string.Join(", ", a.shape)}], B [{string.Join(", ", b.shape)}] do not fit a {InFeatures}->{OutFeatures} layer");
         (loraA, loraB) = (a, b);
     }
@@ -42,9 +50,20 @@ public sealed class LoraLinear : nn.Module<Tensor, Tensor>
     {
         var y = base_layer.forward(x);
         if (loraA is null) return y;
-        using var down = matmul(x, loraA.t());
-        using var up = matmul(down, loraB!.t());
-        return y.add_(up);
+        using var scope = NewDisposeScope();
+        Tensor up;
+        if (loraA.dim() == 2)
+        {
+            up = matmul(matmul(x, loraA.t()), loraB!.t());
+        }
+        else
+        {
+            // [C*G, L, in] -> [C, G*L, in]: one batched product per candidate group.
+            var groups = loraA.shape[0];
+            var grouped = x.reshape(groups, -1, InFeatures);
+            up = bmm(bmm(grouped, loraA.transpose(1, 2)), loraB!.transpose(1, 2)).reshape(y.shape);
+        }
+        return y.add_(up).MoveToOuterDisposeScope();
     }
 }
 

@@ -102,11 +102,16 @@ public static class ModelLoader
             throw new ModelFormatException($"{directory}: checkpoint is missing {missing.Count} tensor(s): {string.Join(", ", missing.Take(5))}{(missing.Count > 5 ? ", ..." : "")}");
     }
 
-    /// <summary>The tokenizer stored with the model (spiece.model for T5).</summary>
+    /// <summary>
+    /// The tokenizer stored with the model: spiece.model (T5's SentencePiece model) first, else
+    /// lorahub-vocab.json (the character vocabulary of models trained from scratch, such as the toy world's).
+    /// </summary>
     public static ITextTokenizer LoadTokenizer(string directory)
     {
-        var spiece = Path.Combine(directory, "spiece.model");
+        var spiece = Path.Combine(directory, T5Tokenizer.ModelFileName);
         if (File.Exists(spiece)) return T5Tokenizer.Load(spiece);
-        throw new ModelFormatException($"{directory}: no tokenizer found (looked for spiece.model)");
+        var chars = Path.Combine(directory, CharTokenizer.FileName);
+        if (File.Exists(chars)) return CharTokenizer.Load(chars);
+        throw new ModelFormatException($"{directory}: no tokenizer found (looked for {T5Tokenizer.ModelFileName} and {CharTokenizer.FileName})");
     }
 }

@@ -90,6 +90,48 @@ public static class Seq2Seq
         }
     }
 
+    /// <summary>
+    /// Greedy decoding of several inputs at once (padded encoder batch, one cached decoder step for all).
+    /// Each output stops after its EOS; the loop stops when all have, or after maxNewTokens.
+    /// Gives the same tokens as Greedy one by one (padding is masked).
+    /// </summary>
+    public static int[][] GreedyBatch(ISeq2SeqModel model, IReadOnlyList<int[]> inputs, int maxNewTokens)
+    {
+        if (inputs.Count == 0) return [];
+        using var scope = NewDisposeScope();
+        using var noGrad = no_grad();
+        var device = model.Module.parameters().First().device;
+        var (input, mask) = Pad(inputs, model.PadTokenId, device);
+        var encoded = model.Encode(input, mask);
+        var cache = model.NewCache();
+        var outputs = inputs.Select(_ => new List<int>()).ToArray();
+        var done = new bool[inputs.Count];
+        try
+        {
+            var next = Enumerable.Repeat((long)model.DecoderStartTokenId, inputs.Count).ToArray();
+            for (var step = 0; step < maxNewTokens && !done.All(d => d); step++)
+            {
+                using var stepScope = NewDisposeScope();
+                var ids = tensor(next, [inputs.Count, 1], device: device);
+                var logits = model.Decode(ids, encoded, mask, cache, offset: step);
+                var chosen = logits[.., -1].argmax(-1).cpu().data<long>().ToArray();
+                for (var i = 0; i < inputs.Count; i++)
+                {
+                    // A finished row keeps decoding (the batch moves together) but its tokens are dropped.
+                    next[i] = done[i] ? model.PadTokenId : chosen[i];
+                    if (done[i]) continue;
+                    outputs[i].Add((int)chosen[i]);
+                    if (chosen[i] == model.EosTokenId) done[i] = true;
+                }
+            }
+            return outputs.Select(o => o.ToArray()).ToArray();
+        }
+        finally
+        {
+            foreach (var c in cache) c.Dispose();
+        }
+    }
+
     /// <summary>Right-pads sequences into [batch, maxLength] ids and a 1/0 mask.</summary>
     internal static (Tensor Ids, Tensor Mask) Pad(IReadOnlyList<int[]> sequences, int padId, Device device)
     {

@@ -1,0 +1,68 @@
+using LoraHub.Core.Lora;
+
+namespace LoraHub.Core.Composition;
+
+/// <summary>A module of the pool: its name and folder; loaded only when selected (pools can be large).</summary>
+public sealed record ModuleRef(string Name, string Directory)
+{
+    /// <summary>Every sub-folder holding an adapter_config.json, sorted by name so that seeds mean the same pool order everywhere.</summary>
+    public static IReadOnlyList<ModuleRef> Scan(string poolDirectory)
+    {
+        if (!System.IO.Directory.Exists(poolDirectory))
+            throw new LoraFormatException($"{poolDirectory}: module pool folder does not exist");
+        if (File.Exists(Path.Combine(poolDirectory, LoraModule.ConfigFile)))
+            return [new ModuleRef(Path.GetFileName(Path.GetFullPath(poolDirectory)), Path.GetFullPath(poolDirectory))];
+        return System.IO.Directory.GetDirectories(poolDirectory)
+            .Where(d => File.Exists(Path.Combine(d, LoraModule.ConfigFile)))
+            .Select(d => new ModuleRef(Path.GetFileName(d), Path.GetFullPath(d)))
+            .OrderBy(m => m.Name, StringComparer.Ordinal)
+            .ToList();
+    }
+}
+
+/// <summary>How the K modules of a composition are chosen from the pool.</summary>
+public static class ModuleSelector
+{
+    public static readonly IReadOnlyList<string> Methods = ["random", "loss"];
+
+    /// <summary>The reference's way: K distinct modules drawn at random with the seed (order kept as drawn).</summary>
+    public static IReadOnlyList<ModuleRef> Random(IReadOnlyList<ModuleRef> pool, int k, int seed)
+    {
+        CheckK(pool, k);
+        var rng = new Random(seed);
+        var indices = Enumerable.Range(0, pool.Count).ToArray();
+        // Partial Fisher-Yates: the first k slots are a uniform sample without replacement.
+        for (var i = 0; i < k; i++)
+        {
+            var j = i + rng.Next(pool.Count - i);
+            (indices[i], indices[j]) = (indices[j], indices[i]);
+        }
+        return indices.Take(k).Select(i => pool[i]).ToList();
+    }
+
+    /// <summary>
+    /// The K modules whose single-module loss (weight 1) on the examples is lowest: one evaluation per pool
+    /// module, outside the search budget; modules are loaded one at a time and released.
+    /// </summary>
+    public static IReadOnlyList<(ModuleRef Module, double Loss)> ByLoss(IReadOnlyList<ModuleRef> pool, int k, Func<ModuleRef, double> singleLoss,
+        IProgress<int>? progress = null)
+    {
+        CheckK(pool, k);
+        var scored = new List<(ModuleRef, double)>();
+        foreach (var m in pool)
+        {
+            scored.Add((m, singleLoss(m)));
+            progress?.Report(scored.Count);
+        }
+        return scored.OrderBy(s => double.IsNaN(s.Item2) ? double.PositiveInfinity : s.Item2).ThenBy(s => s.Item1.Name, StringComparer.Ordinal).Take(k).ToList();
+    }
+
+    private static void CheckK(IReadOnlyList<ModuleRef> pool, int k)
+    {
+        if (k < 1) throw new ArgumentOutOfRangeException(nameof(k), $"select at least 1 module (asked for {k})");
+        if (k > pool.Count) throw new CompositionException($"cannot select {k} modules from a pool of {pool.Count}");
+    }
+}
+
+/// <summary>A composition that cannot run as asked; the message says why.</summary>
+public sealed class CompositionException(string message) : Exception(message);

@@ -1,0 +1,169 @@
+namespace LoraHub.Core.Optimization;
+
+/// <summary>What to optimize and how; everything an optimizer's behaviour depends on.</summary>
+/// <param name="Name">"cobyla", "cobyla-parallel", "cmaes" or "random" (see <see cref="Optimizers.Names"/>).</param>
+/// <param name="Dimension">Number of weights.</param>
+/// <param name="Budget">Hard cap on the number of points ever asked.</param>
+/// <param name="Lower">Lower bound of every coordinate.</param>
+/// <param name="Upper">Upper bound of every coordinate.</param>
+/// <param name="InitialStep">COBYLA's rhobeg, CMA-ES's sigma0; unused by random search.</param>
+/// <param name="Seed">Seeds CMA-ES and random search; COBYLA uses no random numbers.</param>
+/// <param name="Population">CMA-ES lambda (default 4 + floor(3 ln n)); random search batch size (default 8).</param>
+/// <param name="Start">Start point (default all zeros).</param>
+public sealed record OptimizerSettings(
+    string Name,
+    int Dimension,
+    int Budget,
+    double Lower = -1.5,
+    double Upper = 1.5,
+    double InitialStep = 0.5,
+    int Seed = 0,
+    int? Population = null,
+    double[]? Start = null)
+{
+    /// <summary>The start point, all zeros when <see cref="Start"/> is null.</summary>
+    public double[] StartPoint() => Start is null ? new double[Dimension] : (double[])Start.Clone();
+}
+
+/// <summary>An evaluated point and its (sanitized) objective value.</summary>
+public sealed record Candidate(double[] Point, double Value);
+
+/// <summary>
+/// A pure ask/tell minimizer: no clock, no I/O, no shared random state. The same settings and the
+/// same told values always produce the same asked points, bit for bit, so a Durable Functions
+/// orchestrator can run it inline and replay it.
+/// </summary>
+public interface IOptimizer
+{
+    OptimizerSettings Settings { get; }
+
+    /// <summary>Number of values told so far.</summary>
+    int Evaluations { get; }
+
+    /// <summary>True when the budget is used up or the method has converged (and no batch is pending).</summary>
+    bool IsDone { get; }
+
+    /// <summary>
+    /// The next batch of points to evaluate, all inside the bounds; empty when done. Asking again
+    /// before <see cref="Tell"/> returns the same batch. The arrays are copies.
+    /// </summary>
+    IReadOnlyList<double[]> Ask();
+
+    /// <summary>
+    /// One value per point of the pending batch, in order. NaN and infinities count as the worst
+    /// value and are recorded as <see cref="Optimizers.WorstValue"/>.
+    /// </summary>
+    void Tell(IReadOnlyList<double> values);
+
+    /// <summary>Best point evaluated so far (ties: the earliest); null before the first tell.</summary>
+    Candidate? Best { get; }
+
+    /// <summary>Settings plus every evaluated point and value: enough to <see cref="Optimizers.Restore"/> it.</summary>
+    OptimizerState State { get; }
+}
+
+/// <summary>
+/// Serializable snapshot of an optimizer (System.Text.Json, default options): the settings and the
+/// points evaluated so far with their values, in order. A pending (asked but untold) batch is not part
+/// of it: the restored optimizer asks it again, identically.
+/// </summary>
+public sealed record OptimizerState(OptimizerSettings Settings, List<double[]> Points, List<double> Values);
+
+public static class Optimizers
+{
+    /// <summary>
+    /// How a NaN or infinite objective value is recorded: as the largest finite double, so that it is the
+    /// worst value and the state stays plain JSON (System.Text.Json refuses NaN and infinities by default).
+    /// </summary>
+    public const double WorstValue = double.MaxValue;
+
+    /// <summary>
+    /// "cobyla": Powell's COBYLA exactly as scipy runs it (what the reference's NGOpt picks; initial points one at a time);
+    /// "cobyla-parallel": COBYLA whose n+1 initial points are asked as one batch (evaluated in parallel; not Powell's order);
+    /// "cmaes": (mu/mu_w, lambda)-CMA-ES; "random": uniform random search.
+    /// </summary>
+    public static IReadOnlyList<string> Names { get; } = ["cobyla", "cobyla-parallel", "cmaes", "random"];
+
+    /// <summary>Validates the settings and creates a fresh optimizer.</summary>
+    /// <exception cref="ArgumentException">Invalid settings or unknown name (the message lists the names).</exception>
+    public static IOptimizer Create(OptimizerSettings settings)
+    {
+        ArgumentNullException.ThrowIfNull(settings);
+        Validate(settings);
+        return settings.Name.ToLowerInvariant() switch
+        {
+            "cobyla-parallel" => new Cobyla(settings, parallelStart: true),
+            "cobyla" => new Cobyla(settings, parallelStart: false),
+            "cmaes" => new CmaEs(settings),
+            "random" => new RandomSearch(settings),
+            _ => throw new ArgumentException(
+                $"Unknown optimizer '{settings.Name}'; known optimizers: {string.Join(", ", Names)}.", nameof(settings)),
+        };
+    }
+
+    /// <summary>
+    /// Re-creates an optimizer from its settings and replays the recorded evaluations. Every point the
+    /// re-created optimizer asks must equal the recorded one, or the state does not belong to these
+    /// settings (or the code changed behaviour) and an <see cref="InvalidOperationException"/> is thrown.
+    /// </summary>
+    public static IOptimizer Restore(OptimizerState state)
+    {
+        ArgumentNullException.ThrowIfNull(state);
+        ArgumentNullException.ThrowIfNull(state.Points);
+        ArgumentNullException.ThrowIfNull(state.Values);
+        if (state.Points.Count != state.Values.Count)
+            throw new ArgumentException($"State has {state.Points.Count} points but {state.Values.Count} values.", nameof(state));
+        var optimizer = Create(state.Settings);
+        int done = 0;
+        while (done < state.Points.Count)
+        {
+            var batch = optimizer.Ask();
+            if (batch.Count == 0)
+                throw new InvalidOperationException(
+                    $"Replay diverged: the optimizer finished after {done} evaluations but the state records {state.Points.Count}.");
+            if (done + batch.Count > state.Points.Count)
+                throw new InvalidOperationException(
+                    $"Replay diverged: the state ends inside a batch (batch of {batch.Count} at evaluation {done}, {state.Points.Count} recorded).");
+            for (int i = 0; i < batch.Count; i++)
+            {
+                var recorded = state.Points[done + i];
+                if (!SamePoint(batch[i], recorded))
+                    throw new InvalidOperationException(
+                        $"Replay diverged at evaluation {done + i}: asked [{string.Join(", ", batch[i])}] but the state recorded [{string.Join(", ", recorded ?? [])}].");
+            }
+            optimizer.Tell(state.Values.GetRange(done, batch.Count));
+            done += batch.Count;
+        }
+        return optimizer;
+    }
+
+    private static bool SamePoint(double[] a, double[]? b)
+    {
+        if (b is null || a.Length != b.Length) return false;
+        for (int i = 0; i < a.Length; i++)
+            if (a[i] != b[i]) return false;
+        return true;
+    }
+
+    private static void Validate(OptimizerSettings s)
+    {
+        if (string.IsNullOrWhiteSpace(s.Name))
+            throw new ArgumentException($"Optimizer name is empty; known optimizers: {string.Join(", ", Names)}.", nameof(s));
+        if (s.Dimension < 1) throw new ArgumentException($"Dimension must be >= 1 (got {s.Dimension}).", nameof(s));
+        if (s.Budget < 1) throw new ArgumentException($"Budget must be >= 1 (got {s.Budget}).", nameof(s));
+        if (!double.IsFinite(s.Lower) || !double.IsFinite(s.Upper) || !(s.Lower < s.Upper))
+            throw new ArgumentException($"Bounds must be finite with Lower < Upper (got [{s.Lower}, {s.Upper}]).", nameof(s));
+        if (!double.IsFinite(s.InitialStep) || !(s.InitialStep > 0))
+            throw new ArgumentException($"InitialStep must be finite and > 0 (got {s.InitialStep}).", nameof(s));
+        if (s.Population is { } p && p < 1)
+            throw new ArgumentException($"Population must be >= 1 (got {p}).", nameof(s));
+        if (s.Start is { } start)
+        {
+            if (start.Length != s.Dimension)
+                throw new ArgumentException($"Start has {start.Length} coordinates, Dimension is {s.Dimension}.", nameof(s));
+            for (int i = 0; i < start.Length; i++)
+                if (!double.IsFinite(start[i]) || start[i] < s.Lower || start[i] > s.Upper)
+                    throw new ArgumentException($"Start[{i}] = {start[i]} is outside [{s.Lower}, {s.Upper}].", nameof(s));
+        }
+    }
+}
