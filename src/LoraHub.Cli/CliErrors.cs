@@ -3,6 +3,7 @@ using LoraHub.Core.Lora;
 using LoraHub.Core.Models;
 using LoraHub.Core.Tensors;
 using LoraHub.Core.Tokenization;
+using LoraHub.Storage;
 
 namespace LoraHub.Cli;
 
@@ -34,8 +35,14 @@ public static class CliErrors
         UsageException or ModelFormatException or LoraFormatException or TensorFileException
             or TokenizerException or ExampleFormatException or CompositionException => OneLine(e.Message),
         FileNotFoundException or DirectoryNotFoundException or UnauthorizedAccessException or IOException => OneLine(e.Message),
+        HubNameException or HubItemNotFoundException => OneLine(e.Message),
+        Azure.RequestFailedException r => OneLine($"blob storage answered {r.Status}{(r.ErrorCode is { } code ? $" {code}" : "")}: {FirstLine(r.Message)}"),
+        AggregateException { InnerExceptions: [Azure.RequestFailedException r] } => OneLine($"blob storage cannot be reached ({FirstLine(r.Message)})"),
+        AggregateException a when a.InnerExceptions.All(i => i is Azure.RequestFailedException) => OneLine($"blob storage cannot be reached ({FirstLine(a.InnerExceptions[^1].Message)}, after {a.InnerExceptions.Count} tries)"),
         _ => null,
     };
 
     private static string OneLine(string message) => message.ReplaceLineEndings(" ");
+
+    private static string FirstLine(string message) => message.Split('\n', 2)[0].Trim();
 }

@@ -36,6 +36,12 @@ internal static class Progress
         return result;
     }
 
+    /// <summary>Line-by-line progress messages, reported on the calling thread.</summary>
+    internal sealed class LineProgress(Action<string> report) : IProgress<string>
+    {
+        public void Report(string value) => report(value);
+    }
+
     /// <summary>Reports on the calling thread, in order (System.Progress posts to the thread pool).</summary>
     internal sealed class SyncProgress(Action<CompositionProgress> report) : IProgress<CompositionProgress>
     {

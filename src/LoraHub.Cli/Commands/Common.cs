@@ -17,6 +17,8 @@ internal static class Common
     public static Option<string> Format() => new Option<string>("--format") { Description = "output format", DefaultValueFactory = _ => "text" }.AcceptOnlyFromAmong("text", "json");
     public static Option<string> DType() => new Option<string>("--dtype") { Description = "compute type", DefaultValueFactory = _ => "float32" }.AcceptOnlyFromAmong("float32", "bfloat16", "float16");
 
+    public static Option<string> Merge() => new Option<string>("--merge") { Description = "lorahub: A and B merged separately (the paper); linear: exact weighted sum of the modules' deltas", DefaultValueFactory = _ => "lorahub" }.AcceptOnlyFromAmong([.. MergeModes.Names]);
+
     public static ScalarType ParseDType(string name) => name switch
     {
         "bfloat16" => ScalarType.BFloat16,
@@ -50,14 +52,14 @@ internal static class Common
     }
 
     /// <summary>Loads the modules and attaches their composition to the model; null when there are none.</summary>
-    public static ComposedModel? Compose(ISeq2SeqModel model, string[] moduleDirs, double[]? weights)
+    public static ComposedModel? Compose(ISeq2SeqModel model, string[] moduleDirs, double[]? weights, MergeMode mode = MergeMode.LoraHub)
     {
         if (moduleDirs.Length == 0) return null;
         var modules = new List<LoraModule>();
         try
         {
             foreach (var dir in moduleDirs) modules.Add(LoraModule.Load(dir));
-            var composed = new ComposedModel(model, modules);
+            var composed = new ComposedModel(model, modules, mode);
             composed.SetWeights(weights!);
             return composed;
         }

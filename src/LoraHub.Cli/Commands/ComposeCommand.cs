@@ -20,18 +20,19 @@ internal static class ComposeCommand
         var examples = new Option<string>("--examples") { Description = "few-shot examples (JSON lines or BBH json)", Required = true };
         var output = new Option<string>("--out") { Description = "folder for the composed adapter", Required = true };
         var budget = new Option<int>("--budget") { Description = "objective evaluations", DefaultValueFactory = _ => 40 };
-        var optimizer = new Option<string>("--optimizer") { Description = "search method", DefaultValueFactory = _ => "cobyla" }.AcceptOnlyFromAmong([.. Optimizers.Names]);
+        var optimizer = new Option<string>("--optimizer") { Description = "search method", DefaultValueFactory = _ => Optimizers.Default }.AcceptOnlyFromAmong([.. Optimizers.Names]);
         var select = new Option<int?>("--select") { Description = "K, modules to compose (default 20, or the whole pool when smaller)" };
         var selection = new Option<string>("--selection") { Description = "random (the reference's way) or loss (K best single modules)", DefaultValueFactory = _ => "random" }.AcceptOnlyFromAmong([.. ModuleSelector.Methods]);
         var seed = new Option<int>("--seed") { Description = "seed for module selection and the optimizer", DefaultValueFactory = _ => 0 };
         var l1 = new Option<double>("--l1") { Description = "L1 coefficient of the objective", DefaultValueFactory = _ => 0.05 };
         var population = new Option<int?>("--population") { Description = "CMA-ES lambda / random-search batch" };
         var maxTokens = new Option<int>("--max-tokens") { Description = "truncate longer inputs/outputs (with a warning)", DefaultValueFactory = _ => ExampleTokenizer.DefaultMaxTokens };
+        var merge = Common.Merge();
         var force = new Option<bool>("--force") { Description = "replace an existing composition in --out" };
         var format = Common.Format();
         var command = new Command("compose", "Compose LoRA modules for a new task from a few examples (LoraHub).")
         {
-            baseDir, pool, examples, output, budget, optimizer, select, selection, seed, l1, population, maxTokens, force, format,
+            baseDir, pool, examples, output, budget, optimizer, select, selection, seed, l1, population, maxTokens, merge, force, format,
         };
         command.SetAction(CliErrors.Guard(parse =>
         {
@@ -50,6 +51,7 @@ internal static class ComposeCommand
                 L1 = parse.GetValue(l1),
                 Population = parse.GetValue(population),
                 MaxTokens = parse.GetValue(maxTokens),
+                Merge = parse.GetValue(merge)!,
             };
             settings.Validate(modules.Count);
 

@@ -1,5 +1,6 @@
 using System.CommandLine;
 using System.Text.Json.Nodes;
+using LoraHub.Core.Lora;
 using LoraHub.Core.Models;
 
 namespace LoraHub.Cli.Commands;
@@ -16,9 +17,10 @@ internal static class GenerateCommand
         var maxNew = new Option<int>("--max-new-tokens") { Description = "stop after this many tokens (EOS stops earlier)", DefaultValueFactory = _ => 64 };
         var format = Common.Format();
         var dtype = Common.DType();
+        var merge = Common.Merge();
         var command = new Command("generate", "Greedy generation with the base model or a composition of LoRA modules.")
         {
-            baseDir, modules, weights, input, maxNew, format, dtype,
+            baseDir, modules, weights, input, maxNew, format, dtype, merge,
         };
         command.SetAction(CliErrors.Guard(parse =>
         {
@@ -28,7 +30,7 @@ internal static class GenerateCommand
             var dir = parse.GetValue(baseDir)!;
             using var model = ModelLoader.Load(dir, Common.ParseDType(parse.GetValue(dtype)!));
             var tokenizer = ModelLoader.LoadTokenizer(dir);
-            using var composed = Common.Compose(model, moduleDirs, w);
+            using var composed = Common.Compose(model, moduleDirs, w, MergeModes.Parse(parse.GetValue(merge)!));
             var ids = Seq2Seq.Greedy(model, tokenizer.Encode(parse.GetValue(input)!).Ids.ToArray(), parse.GetValue(maxNew));
             // The embedding has rows past the tokenizer's vocabulary (32100..32127 in T5); they carry no text.
             var text = tokenizer.Decode(ids.Where(i => i < tokenizer.VocabSize));

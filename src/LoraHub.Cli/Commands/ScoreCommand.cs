@@ -1,6 +1,7 @@
 using System.CommandLine;
 using System.Text.Json.Nodes;
 using LoraHub.Core.Composition;
+using LoraHub.Core.Lora;
 using LoraHub.Core.Models;
 
 namespace LoraHub.Cli.Commands;
@@ -22,9 +23,10 @@ internal static class ScoreCommand
         var batch = new Option<int>("--batch-size") { Description = "examples per forward pass", DefaultValueFactory = _ => 16 };
         var format = Common.Format();
         var dtype = Common.DType();
+        var merge = Common.Merge();
         var command = new Command("score", "Score a composition of LoRA modules on examples (the LoraHub objective).")
         {
-            baseDir, examples, modules, weights, l1, batch, format, dtype,
+            baseDir, examples, modules, weights, l1, batch, format, dtype, merge,
         };
         command.SetAction(CliErrors.Guard(parse =>
         {
@@ -35,7 +37,7 @@ internal static class ScoreCommand
             var dir = parse.GetValue(baseDir)!;
             using var model = ModelLoader.Load(dir, Common.ParseDType(parse.GetValue(dtype)!));
             var tokenizer = ModelLoader.LoadTokenizer(dir);
-            using var composed = Common.Compose(model, moduleDirs, w);
+            using var composed = Common.Compose(model, moduleDirs, w, MergeModes.Parse(parse.GetValue(merge)!));
             var tokenized = set.Select(e => new TokenizedExample(tokenizer.Encode(e.Input).Ids.ToArray(), tokenizer.Encode(e.Output).Ids.ToArray())).ToList();
             var losses = tokenized.Chunk(parse.GetValue(batch)).SelectMany(c => Seq2Seq.ExampleLosses(model, c)).ToArray();
             var loss = losses.Average();

@@ -10,10 +10,12 @@ namespace LoraHub.Core.Composition;
 public sealed record CompositionSettings
 {
     public int Budget { get; init; } = 40;
-    public string Optimizer { get; init; } = "cobyla";
+    public string Optimizer { get; init; } = Optimizers.Default;
     /// <summary>K: how many pool modules to compose; null means the whole pool.</summary>
     public int? Select { get; init; } = 20;
     public string Selection { get; init; } = "random";
+    /// <summary>"lorahub" (the paper's merge) or "linear" (exact Σ w_i ΔW_i, stored at rank Σ r_i).</summary>
+    public string Merge { get; init; } = "lorahub";
     public int Seed { get; init; }
     public double L1 { get; init; } = 0.05;
     public double Lower { get; init; } = -1.5;
@@ -37,6 +39,8 @@ public sealed record CompositionSettings
             throw new CompositionException($"unknown optimizer '{Optimizer}' (known: {string.Join(", ", Optimizers.Names)})");
         if (!ModuleSelector.Methods.Contains(Selection))
             throw new CompositionException($"unknown selection '{Selection}' (known: {string.Join(", ", ModuleSelector.Methods)})");
+        if (!MergeModes.Names.Contains(Merge))
+            throw new CompositionException($"unknown merge mode '{Merge}' (known: {string.Join(", ", MergeModes.Names)})");
         if (!(Lower < Upper)) throw new CompositionException($"weight bounds [{Lower}, {Upper}] are empty");
         if (L1 < 0) throw new CompositionException("the L1 coefficient cannot be negative");
     }
@@ -78,8 +82,8 @@ public sealed class Composer(ISeq2SeqModel model, ITextTokenizer tokenizer)
         try
         {
             foreach (var m in chosen) modules.Add(LoraModule.Load(m.Directory, m.Name));
-            using var composed = new ComposedModel(model, modules);
-            warnings = warnings.Concat(InitWarnings(modules)).ToList();
+            using var composed = new ComposedModel(model, modules, MergeModes.Parse(settings.Merge));
+            if (composed.Mode == MergeMode.LoraHub) warnings = warnings.Concat(InitWarnings(modules)).ToList();
             var loadSeconds = clock.Elapsed.TotalSeconds - selectSeconds;
 
             // 2. Search the weights.
@@ -116,6 +120,7 @@ public sealed class Composer(ISeq2SeqModel model, ITextTokenizer tokenizer)
             var record = new CompositionRecord
             {
                 BaseModel = baseModelName,
+                Merge = settings.Merge,
                 Modules = chosen.Select((m, i) => new ModuleWeight(m.Name, m.Directory, winner.Point[i])).ToList(),
                 Weights = winner.Point,
                 Seed = settings.Seed,

@@ -2,6 +2,8 @@ using System.Text.Json;
 using System.Text.Json.Serialization;
 using LoraHub.Core.Lora;
 
+using LoraHub.Core.Optimization;
+
 namespace LoraHub.Core.Composition;
 
 /// <summary>One evaluated candidate of the search history.</summary>
@@ -28,7 +30,7 @@ public sealed record CompositionRecord
     public int Rank { get; init; }
     public int Seed { get; init; }
     public string Selection { get; init; } = "random";
-    public string Optimizer { get; init; } = "cobyla";
+    public string Optimizer { get; init; } = Optimizers.Default;
     public int Budget { get; init; }
     public double L1Coefficient { get; init; }
     public double[] Bounds { get; init; } = [];

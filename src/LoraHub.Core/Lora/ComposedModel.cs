@@ -4,26 +4,53 @@ using static TorchSharp.torch;
 
 namespace LoraHub.Core.Lora;
 
+/// <summary>How the modules of a composition are merged.</summary>
+public enum MergeMode
+{
+    /// <summary>The paper's: A_hat = Σ w_i A_i and B_hat = Σ w_i B_i merged separately (cross terms B_i A_j included).</summary>
+    LoraHub,
+    /// <summary>Exactly Σ w_i s_i B_i A_i, stored as one adapter of rank Σ r_i (PEFT's "cat"): [w_i A_i] stacked over [s_i B_i].</summary>
+    Linear,
+}
+
+public static class MergeModes
+{
+    public static readonly IReadOnlyList<string> Names = ["lorahub", "linear"];
+
+    public static MergeMode Parse(string name) => name.ToLowerInvariant() switch
+    {
+        "lorahub" => MergeMode.LoraHub,
+        "linear" => MergeMode.Linear,
+        _ => throw new ArgumentException($"unknown merge mode '{name}' (known: {string.Join(", ", Names)})"),
+    };
+
+    public static string Name(this MergeMode mode) => mode == MergeMode.Linear ? "linear" : "lorahub";
+}
+
 /// <summary>
-/// A base model with a weighted composition of K LoRA modules attached, the paper's way:
-/// A_hat = sum_i w_i A_i and B_hat = sum_i w_i B_i, merged separately, delta_W = scale * B_hat A_hat.
-/// The modules' A and B are stacked once per layer, so switching to another weight vector costs one small
-/// matrix product per layer; the base model is never copied or reloaded.
+/// A base model with a weighted composition of K LoRA modules attached. The modules' A and B (scale folded
+/// into B) are laid out once per layer, so switching to another weight vector costs one small product per
+/// layer; the base model is never copied or reloaded, and no d×d matrix is ever formed.
 /// </summary>
 public sealed class ComposedModel : IDisposable
 {
     private readonly List<Target> targets = [];
     private readonly double[] scales;
+    private readonly long[] ranks;
 
-    private sealed record Target(string Path, LoraLinear Layer, Tensor StackA, Tensor StackB) : IDisposable
+    /// <summary>
+    /// Per layer: all modules' A rows [Σ r_i, in] and scaled B columns [out, Σ r_i], module i owning the rows
+    /// offsets[i] .. offsets[i] + r_i (zeros where a module does not target the layer).
+    /// </summary>
+    private sealed record Target(string Path, LoraLinear Layer, Tensor AllA, Tensor AllB) : IDisposable
     {
         public Tensor? A { get; set; }
         public Tensor? B { get; set; }
 
         public void Dispose()
         {
-            StackA.Dispose();
-            StackB.Dispose();
+            AllA.Dispose();
+            AllB.Dispose();
             A?.Dispose();
             B?.Dispose();
         }
@@ -31,25 +58,27 @@ public sealed class ComposedModel : IDisposable
 
     public ISeq2SeqModel Model { get; }
     public IReadOnlyList<LoraModule> Modules { get; }
+    public MergeMode Mode { get; }
+    /// <summary>Rank of the merged adapter: r for the lorahub merge, Σ r_i for the linear one.</summary>
     public int Rank { get; }
     public IReadOnlyList<double>? Weights { get; private set; }
 
     /// <summary>
-    /// Validates every module against the model and against each other (one rank for all: the merge adds
-    /// A matrices), wraps the targeted layers and stacks the modules' weights. A layer that some modules do
-    /// not target counts as zero for them.
+    /// Validates every module against the model (and, for the lorahub merge, that all share one rank: it adds
+    /// A matrices) and wraps the targeted layers.
     /// </summary>
-    public ComposedModel(ISeq2SeqModel model, IReadOnlyList<LoraModule> modules)
+    public ComposedModel(ISeq2SeqModel model, IReadOnlyList<LoraModule> modules, MergeMode mode = MergeMode.LoraHub)
     {
         if (modules.Count == 0) throw new ArgumentException("a composition needs at least one LoRA module");
         Model = model;
         Modules = modules;
+        Mode = mode;
         foreach (var m in modules) m.ValidateAgainst(model.Module);
-        var ranks = modules.Select(m => m.Rank).Distinct().ToList();
-        if (ranks.Count > 1)
+        if (mode == MergeMode.LoraHub && modules.Select(m => m.Rank).Distinct().Count() > 1)
             throw new LoraFormatException("modules of different ranks cannot be merged the LoraHub way (A and B are summed): "
-                + string.Join(", ", modules.Select(m => $"{m.Name} r={m.Rank}")));
-        Rank = ranks[0];
+                + string.Join(", ", modules.Select(m => $"{m.Name} r={m.Rank}")) + "; the linear merge can combine them");
+        ranks = modules.Select(m => (long)m.Rank).ToArray();
+        Rank = mode == MergeMode.LoraHub ? modules[0].Rank : modules.Sum(m => m.Rank);
         scales = modules.Select(m => m.Config.Scale).ToArray();
 
         var device = model.Module.parameters().First().device;
@@ -70,13 +99,13 @@ public sealed class ComposedModel : IDisposable
                 }
                 else
                 {
-                    a.Add(zeros(Rank, layer.InFeatures));
-                    b.Add(zeros(layer.OutFeatures, Rank));
+                    a.Add(zeros(ranks[i], layer.InFeatures));
+                    b.Add(zeros(layer.OutFeatures, ranks[i]));
                 }
             }
-            var stackA = stack(a).to(device).DetachFromDisposeScope();
-            var stackB = stack(b).to(device).DetachFromDisposeScope();
-            targets.Add(new Target(path, layer, stackA, stackB));
+            var allA = cat(a, 0).to(device).DetachFromDisposeScope();
+            var allB = cat(b, 1).to(device).DetachFromDisposeScope();
+            targets.Add(new Target(path, layer, allA, allB));
         }
     }
 
@@ -85,19 +114,14 @@ public sealed class ComposedModel : IDisposable
     /// <summary>Attaches the composition with these weights (one per module) to the model.</summary>
     public void SetWeights(IReadOnlyList<double> weights)
     {
-        if (weights.Count != Modules.Count)
-            throw new ArgumentException($"{weights.Count} weights given for {Modules.Count} modules");
+        CheckWeights(weights);
         using var noGrad = no_grad();
         using var scope = NewDisposeScope();
-        var w = tensor(weights.Select(x => (float)x).ToArray()).to(targets[0].StackA.device);
+        var w = WeightMatrix([weights]);
         foreach (var t in targets)
         {
-            var (oldA, oldB) = (t.A, t.B);
-            t.A = tensordot(w, t.StackA, [0], [0]).DetachFromDisposeScope();
-            t.B = tensordot(w, t.StackB, [0], [0]).DetachFromDisposeScope();
-            t.Layer.SetAdapter(t.A, t.B);
-            oldA?.Dispose();
-            oldB?.Dispose();
+            var (a, b) = Merged(t, w);
+            Attach(t, a.squeeze(0), b.squeeze(0));
         }
         Weights = weights.ToArray();
     }
@@ -109,20 +133,14 @@ public sealed class ComposedModel : IDisposable
     public void SetCandidates(IReadOnlyList<IReadOnlyList<double>> candidates)
     {
         if (candidates.Count == 0) throw new ArgumentException("no candidates");
-        if (candidates.Any(c => c.Count != Modules.Count))
-            throw new ArgumentException($"every candidate needs {Modules.Count} weights");
+        foreach (var c in candidates) CheckWeights(c);
         using var noGrad = no_grad();
         using var scope = NewDisposeScope();
-        var flat = candidates.SelectMany(c => c.Select(x => (float)x)).ToArray();
-        var w = tensor(flat, [candidates.Count, Modules.Count]).to(targets[0].StackA.device);
+        var w = WeightMatrix(candidates);
         foreach (var t in targets)
         {
-            var (oldA, oldB) = (t.A, t.B);
-            t.A = tensordot(w, t.StackA, [1], [0]).DetachFromDisposeScope();
-            t.B = tensordot(w, t.StackB, [1], [0]).DetachFromDisposeScope();
-            t.Layer.SetAdapter(t.A, t.B);
-            oldA?.Dispose();
-            oldB?.Dispose();
+            var (a, b) = Merged(t, w);
+            Attach(t, a, b);
         }
         Weights = null;
     }
@@ -141,26 +159,69 @@ public sealed class ComposedModel : IDisposable
     }
 
     /// <summary>
-    /// The merged adapter as PEFT stores it: per layer A_hat and B_hat (unscaled), with the lora_alpha that
-    /// gives back the effective scale. When the modules' scales differ, B carries them and lora_alpha = r.
+    /// The merged adapter as PEFT stores it: per layer A and B with the lora_alpha that gives back the effective
+    /// scale. lorahub merge: A_hat, B_hat (unscaled when all modules share one scale, else B carries the scales and
+    /// lora_alpha = r). Linear merge: [w_i A_i] over [s_i B_i], rank Σ r_i, lora_alpha = Σ r_i (scale 1).
     /// </summary>
     public MergedAdapter Merge(IReadOnlyList<double> weights)
     {
-        var sameScale = scales.All(s => Math.Abs(s - scales[0]) < 1e-12);
+        CheckWeights(weights);
+        var sameScale = Mode == MergeMode.LoraHub && scales.All(s => Math.Abs(s - scales[0]) < 1e-12);
         var alpha = sameScale ? Modules[0].Config.LoraAlpha : Rank;
         var rslora = sameScale && Modules[0].Config.UseRslora;
         var divide = sameScale ? scales[0] : 1.0;
         using var noGrad = no_grad();
         using var scope = NewDisposeScope();
-        var w = tensor(weights.Select(x => (float)x).ToArray()).to(targets[0].StackA.device);
+        var w = WeightMatrix([weights]);
         var layers = new Dictionary<string, (Tensor A, Tensor B)>();
         foreach (var t in targets)
         {
-            var a = tensordot(w, t.StackA, [0], [0]).cpu().DetachFromDisposeScope();
-            var b = (tensordot(w, t.StackB, [0], [0]) / divide).cpu().DetachFromDisposeScope();
-            layers[t.Path] = (a, b);
+            var (a, b) = Merged(t, w);
+            layers[t.Path] = (a.squeeze(0).cpu().contiguous().DetachFromDisposeScope(), (b.squeeze(0) / divide).cpu().contiguous().DetachFromDisposeScope());
         }
         return new MergedAdapter(Rank, alpha, rslora, layers);
+    }
+
+    private void CheckWeights(IReadOnlyList<double> weights)
+    {
+        if (weights.Count != Modules.Count)
+            throw new ArgumentException($"{weights.Count} weights given for {Modules.Count} modules");
+    }
+
+    /// <summary>Candidates' weights [C, K] on the adapters' device.</summary>
+    private Tensor WeightMatrix(IReadOnlyList<IReadOnlyList<double>> candidates)
+    {
+        var flat = candidates.SelectMany(c => c.Select(x => (float)x)).ToArray();
+        return tensor(flat, [candidates.Count, Modules.Count]).to(targets[0].AllA.device);
+    }
+
+    /// <summary>A [C, r', in] and B [C, out, r'] for weights w [C, K].</summary>
+    private (Tensor A, Tensor B) Merged(Target t, Tensor w)
+    {
+        var candidates = w.shape[0];
+        var k = Modules.Count;
+        if (Mode == MergeMode.LoraHub)
+        {
+            var r = ranks[0];
+            var stackA = t.AllA.view(k, r, -1);                       // [K, r, in]
+            var stackB = t.AllB.view(-1, k, r).permute(1, 0, 2);      // [K, out, r]
+            return (tensordot(w, stackA, [1], [0]), tensordot(w, stackB, [1], [0]));
+        }
+        // Linear: each module's rows of A carry its weight; B is shared by all candidates.
+        var rows = repeat_interleave(w, tensor(ranks, device: w.device), dim: 1);  // [C, Σr]
+        var a = rows.unsqueeze(-1) * t.AllA.unsqueeze(0);                          // [C, Σr, in]
+        var b = t.AllB.unsqueeze(0).expand(candidates, -1, -1);                    // [C, out, Σr]
+        return (a, b);
+    }
+
+    private static void Attach(Target t, Tensor a, Tensor b)
+    {
+        var (oldA, oldB) = (t.A, t.B);
+        t.A = a.contiguous().DetachFromDisposeScope();
+        t.B = b.contiguous().DetachFromDisposeScope();
+        t.Layer.SetAdapter(t.A, t.B);
+        oldA?.Dispose();
+        oldB?.Dispose();
     }
 
     public void Dispose()

@@ -30,6 +30,9 @@ public sealed record LoraTrainingOptions
     /// <summary>Linear warm-up steps; null = 5% of the steps. The rate then decays linearly to zero.</summary>
     public int? WarmupSteps { get; init; }
 
+    /// <summary>Decoupled weight decay (AdamW) of the LoRA weights; 0 = plain Adam.</summary>
+    public double WeightDecay { get; init; }
+
     /// <summary>Gradient clipping: maximum global L2 norm of the LoRA gradients.</summary>
     public double ClipNorm { get; init; } = 1.0;
 
@@ -50,7 +53,8 @@ public sealed record LoraTrainingOptions
 
     public double Scale => Alpha / Rank;
 
-    internal void Validate()
+    /// <summary>Throws ArgumentException naming the first invalid setting.</summary>
+    public void Validate()
     {
         if (Rank < 1) throw new ArgumentException("rank must be at least 1");
         if (!(Alpha > 0) || !double.IsFinite(Alpha)) throw new ArgumentException("alpha must be a positive number");
@@ -61,6 +65,7 @@ public sealed record LoraTrainingOptions
         if (ALearningRate is { } a && (!(a > 0) || !double.IsFinite(a))) throw new ArgumentException("the learning rate of A must be a positive number");
         if (WarmupSteps is < 0) throw new ArgumentException("warm-up steps cannot be negative");
         if (!(ClipNorm > 0)) throw new ArgumentException("the gradient clipping norm must be positive");
+        if (!(WeightDecay >= 0) || !double.IsFinite(WeightDecay)) throw new ArgumentException("weight decay cannot be negative");
     }
 }
 
@@ -157,7 +162,7 @@ public static class LoraTrainer
         var device = model.Module.parameters().First().device;
         var frozen = model.Module.parameters().Select(p => (p, p.requires_grad)).ToList();
         var targets = new List<Target>();
-        Adam? optimizer = null;
+        AdamW? optimizer = null;
         try
         {
             foreach (var (p, _) in frozen) p.requires_grad = false;
@@ -175,10 +180,10 @@ public static class LoraTrainer
                 }
             }
 
-            var groups = new List<Adam.ParamGroup> { new(targets.Select(t => t.B), new Adam.Options { LearningRate = options.LearningRate }) };
+            var groups = new List<AdamW.ParamGroup> { new(targets.Select(t => t.B), new AdamW.Options { LearningRate = options.LearningRate, weight_decay = options.WeightDecay }) };
             if (!options.FreezeA)
-                groups.Add(new(targets.Select(t => t.A), new Adam.Options { LearningRate = options.ALearningRate ?? options.LearningRate }));
-            optimizer = optim.Adam(groups, options.LearningRate);
+                groups.Add(new(targets.Select(t => t.A), new AdamW.Options { LearningRate = options.ALearningRate ?? options.LearningRate, weight_decay = options.WeightDecay }));
+            optimizer = optim.AdamW(groups, options.LearningRate, weight_decay: options.WeightDecay);
             var peaks = optimizer.ParamGroups.Select(g => g.LearningRate).ToArray();
             var trainable = targets.Select(t => t.B).Concat(options.FreezeA ? [] : targets.Select(t => t.A)).ToList();
             var warmup = options.WarmupSteps ?? options.Steps / 20;

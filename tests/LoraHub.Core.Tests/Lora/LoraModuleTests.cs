@@ -152,6 +152,9 @@ public sealed class LoraModuleTests(TinyT5Fixture fx)
         using var small = LoraModule.Load(a);
         var e = Assert.Throws<LoraFormatException>(() => new ComposedModel(fx.Model, [fx.Modules[0], small]));
         Assert.Contains("different ranks", e.Message);
+        // The linear merge concatenates, so mixed ranks are fine there.
+        using var linear = new ComposedModel(fx.Model, [fx.Modules[0], small], MergeMode.Linear);
+        Assert.Equal(6, linear.Rank);
     }
 
     [Fact]

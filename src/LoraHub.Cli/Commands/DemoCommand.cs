@@ -1,0 +1,101 @@
+using System.CommandLine;
+using System.Globalization;
+using System.Text.Json;
+using LoraHub.Core.Composition;
+using LoraHub.Core.Lora;
+using LoraHub.Core.Optimization;
+using LoraHub.Core.Toy;
+using Spectre.Console;
+
+namespace LoraHub.Cli.Commands;
+
+/// <summary>
+/// `lorahub demo`: builds (once, cached) the toy world — a tiny T5 that only copies, a hub of 8 LoRA modules on
+/// per-token maps, held-out tasks — then composes each held-out task from 5 examples and prints the table.
+/// </summary>
+internal static class DemoCommand
+{
+    public static string DefaultWorld =>
+        Environment.GetEnvironmentVariable("LORAHUB_DEMO_WORLD")
+        ?? Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".cache", "lorahub", ToyWorld.Version);
+
+    public static Command Create()
+    {
+        var world = new Option<string>("--world") { Description = "where the toy world is built and cached", DefaultValueFactory = _ => DefaultWorld };
+        var worldSeed = new Option<int>("--world-seed") { Description = "seed of the toy world", DefaultValueFactory = _ => 0 };
+        var seeds = new Option<string>("--seeds") { Description = "few-shot sets (and module orders) to compose from", DefaultValueFactory = _ => "1,2,3,4,5" };
+        var optimizers = new Option<string>("--optimizers") { Description = "optimizers to compare", DefaultValueFactory = _ => "cobyla-parallel,cobyla,cmaes,random" };
+        var merges = new Option<string>("--merges") { Description = "merge modes to compare (lorahub, linear)", DefaultValueFactory = _ => "lorahub" };
+        var budget = new Option<int>("--budget") { Description = "objective evaluations per composition", DefaultValueFactory = _ => 40 };
+        var select = new Option<int?>("--select") { Description = "K modules per composition (default: the whole pool)" };
+        var output = new Option<string?>("--out") { Description = "folder for results.json and demo.png (default: WORLD/demo)" };
+        var format = Common.Format();
+        var command = new Command("demo", "Build the toy LoraHub world (cached) and show LoraHub composing held-out tasks from 5 examples.")
+        {
+            world, worldSeed, seeds, optimizers, merges, budget, select, output, format,
+        };
+        command.SetAction(CliErrors.Guard(parse =>
+        {
+            var settings = new ToyDemoSettings
+            {
+                Seeds = ParseList(parse.GetValue(seeds)!, "--seeds", s => int.Parse(s, CultureInfo.InvariantCulture)),
+                Optimizers = ParseList(parse.GetValue(optimizers)!, "--optimizers", s => Optimizers.Names.Contains(s) ? s : throw new UsageException($"--optimizers: unknown '{s}' (known: {string.Join(", ", Optimizers.Names)})")),
+                Merges = ParseList(parse.GetValue(merges)!, "--merges", s => MergeModes.Names.Contains(s) ? s : throw new UsageException($"--merges: unknown '{s}' (known: {string.Join(", ", MergeModes.Names)})")),
+                Budget = parse.GetValue(budget) is >= 1 and var b ? b : throw new UsageException("--budget must be at least 1"),
+                Select = parse.GetValue(select),
+            };
+            var dir = parse.GetValue(world)!;
+            var log = new Progress.LineProgress(line => Console.Error.WriteLine($"lorahub: {line}"));
+            var toy = ToyWorld.Build(dir, parse.GetValue(worldSeed), log);
+            Console.Error.WriteLine(toy.FromCache
+                ? $"lorahub: toy world from cache: {toy.Directory}"
+                : $"lorahub: built the toy world in {toy.Timings.Total:F0} s: {toy.Directory}");
+            var report = ToyDemo.Run(toy, settings, log);
+
+            var outDir = parse.GetValue(output) ?? Path.Combine(toy.Directory, "demo");
+            Directory.CreateDirectory(outDir);
+            var json = JsonSerializer.Serialize(report, CompositionRecord.Json);
+            File.WriteAllText(Path.Combine(outDir, "results.json"), json);
+            File.WriteAllBytes(Path.Combine(outDir, "demo.png"), ToyDemoChart.RenderPng(report));
+
+            if (parse.GetValue(format) == "json")
+            {
+                Console.Out.WriteLine(json);
+                return 0;
+            }
+            Console.WriteLine($"Toy world: base copies {toy.BaseCopyExactMatch:P0} of strings; {toy.Pool.Count} modules: "
+                + string.Join(", ", toy.Pool.Select(p => $"{p.Name} {p.ExactMatch:P0}")));
+            foreach (var group in report.Rows.GroupBy(r => r.Task))
+            {
+                var first = group.First();
+                var table = new Table().Title($"[bold]{Markup.Escape(group.Key)}[/] ({first.Kind}, exact match on 100 test examples)")
+                    .AddColumns("method", $"mean over {settings.Seeds.Count} seeds", "best", "median objective");
+                foreach (var r in group)
+                {
+                    var isSearch = r.MedianObjective is not null;
+                    table.AddRow(Markup.Escape(r.Method), r.MeanExactMatch.ToString("F2", CultureInfo.InvariantCulture),
+                        isSearch ? r.BestExactMatch.ToString("F2", CultureInfo.InvariantCulture) : "",
+                        r.MedianObjective?.ToString("F4", CultureInfo.InvariantCulture) ?? "");
+                }
+                AnsiConsole.Write(table);
+            }
+            Console.WriteLine($"demo finished in {report.Seconds:F0} s; results in {Path.GetFullPath(outDir)} (results.json, demo.png)");
+            return 0;
+        }));
+        return command;
+    }
+
+    private static List<T> ParseList<T>(string text, string option, Func<string, T> parse)
+    {
+        var parts = text.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+        if (parts.Length == 0) throw new UsageException($"{option} is empty");
+        try
+        {
+            return parts.Select(parse).ToList();
+        }
+        catch (FormatException)
+        {
+            throw new UsageException($"{option}: '{text}' is not a comma-separated list of numbers");
+        }
+    }
+}
