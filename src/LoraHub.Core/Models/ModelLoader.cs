@@ -102,6 +102,86 @@ public static class ModelLoader
             throw new ModelFormatException($"{directory}: checkpoint is missing {missing.Count} tensor(s): {string.Join(", ", missing.Take(5))}{(missing.Count > 5 ? ", ..." : "")}");
     }
 
+    /// <summary>The decoder-only model_type values <see cref="LoadCausal"/> builds.</summary>
+    public static readonly IReadOnlyList<string> SupportedCausalModelTypes = LlamaConfig.ModelTypes;
+
+    /// <summary>
+    /// Builds the decoder-only model for config.json's model_type (llama, mistral, qwen2) and copies the checkpoint
+    /// into it; missing or mis-shaped tensors are errors that name them. Weights stored as F16/BF16 are converted to
+    /// dtype (F32 by default). Base weights are frozen (only LoRA is ever trained).
+    /// </summary>
+    public static ICausalLanguageModel LoadCausal(string directory, ScalarType dtype = ScalarType.Float32, Device? device = null)
+    {
+        directory = Path.GetFullPath(directory);
+        var json = ReadConfig(directory);
+        var modelType = json["model_type"] is JsonValue v && v.TryGetValue(out string? s) ? s : null;
+        var configPath = Path.Combine(directory, "config.json");
+        if (modelType is null || !SupportedCausalModelTypes.Contains(modelType))
+            throw new ModelFormatException(
+                $"{configPath}: model_type '{modelType ?? "(none)"}' is not supported; supported: {string.Join(", ", SupportedModelTypes.Concat(SupportedCausalModelTypes))}"
+                + (SupportedModelTypes.Contains(modelType ?? "") ? $" ('{modelType}' is an encoder-decoder model: use Load)" : ""));
+        var model = new LlamaForCausalLM(LlamaConfig.FromJson(json, configPath));
+        try
+        {
+            Dictionary<string, Tensor> state;
+            try
+            {
+                state = StateDict.LoadModelFolder(directory, dtype);
+            }
+            catch (TensorFileException e)
+            {
+                throw new ModelFormatException(e.Message, e);
+            }
+            try
+            {
+                var missing = new List<string>();
+                using var noGrad = no_grad();
+                foreach (var (name, parameter) in model.named_parameters())
+                {
+                    if (!state.TryGetValue(name, out var source))
+                    {
+                        missing.Add(name);
+                        continue;
+                    }
+                    if (!source.shape.SequenceEqual(parameter.shape))
+                        throw new ModelFormatException(
+                            $"{directory}: checkpoint tensor '{name}' has shape [{string.Join(", ", source.shape)}] but config.json implies [{string.Join(", ", parameter.shape)}]");
+                    parameter.copy_(source);
+                }
+                if (missing.Count > 0)
+                {
+                    // Name the layers that are missing entirely first: that is the usual cause (a truncated or mixed-up checkpoint).
+                    var layers = missing.Select(n => n.StartsWith("model.layers.", StringComparison.Ordinal) ? string.Join('.', n.Split('.').Take(3)) : null)
+                        .Where(l => l is not null && !state.Keys.Any(k => k.StartsWith(l + ".", StringComparison.Ordinal))).Distinct().ToList();
+                    throw new ModelFormatException($"{directory}: checkpoint is missing {missing.Count} tensor(s): {string.Join(", ", missing.Take(5))}{(missing.Count > 5 ? ", ..." : "")}"
+                        + (layers.Count > 0 ? $" (layer(s) absent: {string.Join(", ", layers)})" : ""));
+                }
+            }
+            finally
+            {
+                foreach (var t in state.Values) t.Dispose();
+            }
+            model.to(dtype);
+            if (device is not null) model.to(device);
+            foreach (var p in model.parameters()) p.requires_grad = false;
+            model.eval();
+            return model;
+        }
+        catch
+        {
+            model.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>The tokenizer of a decoder-only model folder: tokenizer.model (SentencePiece BPE, Llama 2 / Mistral).</summary>
+    public static ITextTokenizer LoadCausalTokenizer(string directory)
+    {
+        var spm = Path.Combine(directory, LlamaTokenizer.ModelFileName);
+        if (File.Exists(spm)) return LlamaTokenizer.Load(spm);
+        throw new ModelFormatException($"{directory}: no tokenizer found (looked for {LlamaTokenizer.ModelFileName}; tokenizer.json is not supported yet)");
+    }
+
     /// <summary>
     /// The tokenizer stored with the model: spiece.model (T5's SentencePiece model) first, else
     /// lorahub-vocab.json (the character vocabulary of models trained from scratch, such as the toy world's).

@@ -1,0 +1,189 @@
+using LoraHub.Core.Tokenization;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace LoraHub.Core.Models;
+
+/// <summary>
+/// One tokenized few-shot example for a decoder-only model, as the model reads it: PromptIds are everything before the
+/// first predicted token (bos + tokens(input)), CompletionIds are the predicted tokens (tokens(output) + eos). The
+/// model reads PromptIds ++ CompletionIds; the loss covers CompletionIds only.
+/// </summary>
+public sealed record CausalExample(int[] PromptIds, int[] CompletionIds)
+{
+    /// <summary>
+    /// The few-shot convention: input and output tokenized separately (each without special tokens) and the ids
+    /// joined: prompt = [bos] + inputIds (no bos when the model has none), completion = outputIds + [eos].
+    /// </summary>
+    public static CausalExample Join(int? bos, IReadOnlyList<int> inputIds, IReadOnlyList<int> outputIds, int eos) =>
+        new(bos is int b ? [b, .. inputIds] : [.. inputIds], [.. outputIds, eos]);
+
+    /// <summary>Tokenizes input and output separately with the tokenizer's bos and eos (see <see cref="Join"/>).</summary>
+    public static CausalExample FromText(ITextTokenizer tokenizer, string input, string output) =>
+        Join(tokenizer.BosId, tokenizer.Encode(input, addSpecialTokens: false).Ids, tokenizer.Encode(output, addSpecialTokens: false).Ids, tokenizer.EosId);
+
+    /// <summary>The generation prompt for an input: [bos] + tokens(input).</summary>
+    public static int[] Prompt(ITextTokenizer tokenizer, string input)
+    {
+        var ids = tokenizer.Encode(input, addSpecialTokens: false).Ids;
+        return tokenizer.BosId is int b ? [b, .. ids] : [.. ids];
+    }
+
+    /// <summary>PromptIds ++ CompletionIds.</summary>
+    public int[] InputIds => [.. PromptIds, .. CompletionIds];
+}
+
+/// <summary>Teacher-forced loss and greedy generation for any decoder-only model.</summary>
+public static class CausalLm
+{
+    /// <summary>
+    /// Each example's mean token cross-entropy over its completion (eos included), from one right-padded batch
+    /// (no gradients). logits[t] predicts ids[t + 1]; prompt positions and padding are not scored.
+    /// </summary>
+    public static double[] ExampleLosses(ICausalLanguageModel model, IReadOnlyList<CausalExample> batch)
+    {
+        if (batch.Count == 0) return [];
+        using var scope = NewDisposeScope();
+        using var noGrad = no_grad();
+        return PerExampleLoss(model, batch).to(ScalarType.Float64).cpu().data<double>().ToArray();
+    }
+
+    /// <summary>
+    /// The per-example losses [batch] as a tensor, differentiable when gradients are enabled (training uses its
+    /// mean). Scoring and training share this one definition of the loss.
+    /// </summary>
+    public static Tensor PerExampleLoss(ICausalLanguageModel model, IReadOnlyList<CausalExample> batch)
+    {
+        if (batch.Count == 0) throw new ArgumentException("the batch is empty");
+        foreach (var e in batch) Check(e);
+        using var scope = NewDisposeScope();
+        var device = model.Module.parameters().First().device;
+        var sequences = batch.Select(e => e.InputIds).ToList();
+        var (ids, mask) = Seq2Seq.Pad(sequences, model.PadTokenId, device);
+
+        // Target j (ids[:, j + 1]) is scored when it is a completion token: prompt.Length - 1 <= j < length - 1.
+        var width = ids.shape[1] - 1;
+        var weight = new float[batch.Count * width];
+        for (var i = 0; i < batch.Count; i++)
+            for (var j = batch[i].PromptIds.Length - 1; j < sequences[i].Length - 1; j++) weight[i * width + j] = 1f;
+        var scored = tensor(weight, [batch.Count, width], device: device);
+
+        var logits = model.Forward(ids, mask);
+        var targets = ids[.., 1..];
+        var nll = -nn.functional.log_softmax(logits[.., ..(int)width].to(ScalarType.Float32), -1).gather(-1, targets.unsqueeze(-1)).squeeze(-1);
+        return ((nll * scored).sum(1) / scored.sum(1)).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>Token-level negative log-likelihoods of one example's completion tokens, in order.</summary>
+    public static double[] TokenLosses(ICausalLanguageModel model, CausalExample example)
+    {
+        Check(example);
+        using var scope = NewDisposeScope();
+        using var noGrad = no_grad();
+        var device = model.Module.parameters().First().device;
+        var all = example.InputIds;
+        var ids = tensor(all.Select(x => (long)x).ToArray(), device: device).unsqueeze(0);
+        var logits = model.Forward(ids);
+        var from = example.PromptIds.Length - 1;
+        var predicting = logits[0, from..(all.Length - 1)];
+        var targets = ids[0, (from + 1)..];
+        var nll = -nn.functional.log_softmax(predicting.to(ScalarType.Float32), -1).gather(-1, targets.unsqueeze(-1)).squeeze(-1);
+        return nll.to(ScalarType.Float64).cpu().data<double>().ToArray();
+    }
+
+    /// <summary>
+    /// Greedy continuation of promptIds (bos + tokens(input)) with a key/value cache: one forward for the prompt,
+    /// then one step per token, stopping after an eos (when stopAtEos) or after maxNewTokens. Returns the new ids.
+    /// </summary>
+    public static int[] Greedy(ICausalLanguageModel model, int[] promptIds, int maxNewTokens, bool stopAtEos = true)
+    {
+        if (promptIds.Length == 0) throw new ArgumentException("the prompt is empty (it needs at least the bos token)", nameof(promptIds));
+        if (maxNewTokens <= 0) return [];
+        using var scope = NewDisposeScope();
+        using var noGrad = no_grad();
+        var device = model.Module.parameters().First().device;
+        using var cache = model.NewCache();
+        var generated = new List<int>();
+        var ids = tensor(promptIds.Select(x => (long)x).ToArray(), device: device).unsqueeze(0);
+        for (var step = 0; step < maxNewTokens; step++)
+        {
+            int next;
+            using (NewDisposeScope())
+            {
+                using var logits = model.Forward(ids, null, cache);
+                next = (int)logits[0, -1].argmax().item<long>();
+            }
+            generated.Add(next);
+            if (stopAtEos && model.EosTokenIds.Contains(next)) break;
+            ids = tensor(new long[] { next }, device: device).unsqueeze(0);
+        }
+        return generated.ToArray();
+    }
+
+    /// <summary>
+    /// Greedy continuation of several prompts at once: left-padded into one batch (positions counted from the mask,
+    /// so each row computes as it would alone), one cached step for all. Each output stops after its eos; the loop
+    /// stops when all have, or after maxNewTokens. Gives the same tokens as <see cref="Greedy"/> one by one.
+    /// </summary>
+    public static int[][] GreedyBatch(ICausalLanguageModel model, IReadOnlyList<int[]> prompts, int maxNewTokens)
+    {
+        if (prompts.Count == 0) return [];
+        if (prompts.Any(p => p.Length == 0)) throw new ArgumentException("a prompt is empty (it needs at least the bos token)", nameof(prompts));
+        using var scope = NewDisposeScope();
+        using var noGrad = no_grad();
+        var device = model.Module.parameters().First().device;
+        var (ids, mask) = LeftPad(prompts, model.PadTokenId, device);
+        using var cache = model.NewCache();
+        var outputs = prompts.Select(_ => new List<int>()).ToArray();
+        var done = new bool[prompts.Count];
+        var newColumn = ones(prompts.Count, 1, dtype: ScalarType.Int64, device: device);
+        for (var step = 0; step < maxNewTokens && !done.All(d => d); step++)
+        {
+            long[] chosen;
+            using (NewDisposeScope())
+            {
+                using var logits = model.Forward(ids, mask, cache);
+                chosen = logits[.., -1].argmax(-1).cpu().data<long>().ToArray();
+            }
+            var next = new long[prompts.Count];
+            for (var i = 0; i < prompts.Count; i++)
+            {
+                // A finished row keeps decoding (the batch moves together) but its tokens are dropped.
+                next[i] = done[i] ? model.PadTokenId : chosen[i];
+                if (done[i]) continue;
+                outputs[i].Add((int)chosen[i]);
+                if (model.EosTokenIds.Contains((int)chosen[i])) done[i] = true;
+            }
+            ids = tensor(next, [prompts.Count, 1], device: device);
+            mask = cat([mask, newColumn], 1);
+        }
+        return outputs.Select(o => o.ToArray()).ToArray();
+    }
+
+    /// <summary>Left-pads sequences into [batch, maxLength] ids and a 1/0 mask (generation keeps the ends aligned).</summary>
+    internal static (Tensor Ids, Tensor Mask) LeftPad(IReadOnlyList<int[]> sequences, int padId, Device device)
+    {
+        var length = sequences.Max(s => s.Length);
+        var ids = new long[sequences.Count * length];
+        var mask = new long[sequences.Count * length];
+        for (var i = 0; i < sequences.Count; i++)
+        {
+            var offset = length - sequences[i].Length;
+            for (var j = 0; j < length; j++)
+            {
+                var inside = j >= offset;
+                ids[i * length + j] = inside ? sequences[i][j - offset] : padId;
+                mask[i * length + j] = inside ? 1 : 0;
+            }
+        }
+        return (tensor(ids, [sequences.Count, length], device: device), tensor(mask, [sequences.Count, length], device: device));
+    }
+
+    private static void Check(CausalExample e)
+    {
+        if (e.PromptIds.Length == 0)
+            throw new ArgumentException("an example's prompt is empty: the first completion token needs at least a bos before it");
+        if (e.CompletionIds.Length == 0)
+            throw new ArgumentException("an example's completion is empty (it should at least end with eos)");
+    }
+}
