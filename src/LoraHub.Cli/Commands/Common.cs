@@ -52,7 +52,7 @@ internal static class Common
     }
 
     /// <summary>Loads the modules and attaches their composition to the model; null when there are none.</summary>
-    public static ComposedModel? Compose(ISeq2SeqModel model, string[] moduleDirs, double[]? weights, MergeMode mode = MergeMode.LoraHub)
+    public static ComposedModel? Compose(IAdaptableModel model, string[] moduleDirs, double[]? weights, MergeMode mode = MergeMode.LoraHub)
     {
         if (moduleDirs.Length == 0) return null;
         var modules = new List<LoraModule>();

@@ -28,11 +28,24 @@ internal static class GenerateCommand
             var w = Common.ResolveWeights(moduleDirs, parse.GetValue(weights));
             if (parse.GetValue(maxNew) < 1) throw new UsageException("--max-new-tokens must be at least 1");
             var dir = parse.GetValue(baseDir)!;
-            using var model = ModelLoader.Load(dir, Common.ParseDType(parse.GetValue(dtype)!));
+            var dt = Common.ParseDType(parse.GetValue(dtype)!);
+            var mode = MergeModes.Parse(parse.GetValue(merge)!);
             var tokenizer = ModelLoader.LoadTokenizer(dir);
-            using var composed = Common.Compose(model, moduleDirs, w, MergeModes.Parse(parse.GetValue(merge)!));
-            var ids = Seq2Seq.Greedy(model, tokenizer.Encode(parse.GetValue(input)!).Ids.ToArray(), parse.GetValue(maxNew));
-            // The embedding has rows past the tokenizer's vocabulary (32100..32127 in T5); they carry no text.
+            int[] ids;
+            if (ModelLoader.IsCausal(dir))
+            {
+                // Decoder-only: continue after bos + tokens(input); the prompt is not part of the output.
+                using var model = ModelLoader.LoadCausal(dir, dt);
+                using var composed = Common.Compose(model, moduleDirs, w, mode);
+                ids = CausalLm.Greedy(model, CausalExample.Prompt(tokenizer, parse.GetValue(input)!), parse.GetValue(maxNew));
+            }
+            else
+            {
+                using var model = ModelLoader.Load(dir, dt);
+                using var composed = Common.Compose(model, moduleDirs, w, mode);
+                ids = Seq2Seq.Greedy(model, tokenizer.Encode(parse.GetValue(input)!).Ids.ToArray(), parse.GetValue(maxNew));
+            }
+            // The embedding may have rows past the tokenizer's vocabulary (32100..32127 in T5); they carry no text.
             var text = tokenizer.Decode(ids.Where(i => i < tokenizer.VocabSize));
             if (parse.GetValue(format) == "json")
                 Common.WriteJson(new JsonObject { ["text"] = text, ["token_ids"] = new JsonArray(ids.Select(i => (JsonNode)i).ToArray()) });

@@ -56,7 +56,7 @@ public sealed class ComposedModel : IDisposable
         }
     }
 
-    public ISeq2SeqModel Model { get; }
+    public IAdaptableModel Model { get; }
     public IReadOnlyList<LoraModule> Modules { get; }
     public MergeMode Mode { get; }
     /// <summary>Rank of the merged adapter: r for the lorahub merge, Σ r_i for the linear one.</summary>
@@ -67,7 +67,7 @@ public sealed class ComposedModel : IDisposable
     /// Validates every module against the model (and, for the lorahub merge, that all share one rank: it adds
     /// A matrices) and wraps the targeted layers.
     /// </summary>
-    public ComposedModel(ISeq2SeqModel model, IReadOnlyList<LoraModule> modules, MergeMode mode = MergeMode.LoraHub)
+    public ComposedModel(IAdaptableModel model, IReadOnlyList<LoraModule> modules, MergeMode mode = MergeMode.LoraHub)
     {
         if (modules.Count == 0) throw new ArgumentException("a composition needs at least one LoRA module");
         Model = model;

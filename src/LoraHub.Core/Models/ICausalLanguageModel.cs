@@ -4,10 +4,8 @@ using static TorchSharp.torch;
 namespace LoraHub.Core.Models;
 
 /// <summary>What scoring, training and generation need from a decoder-only (causal) language model.</summary>
-public interface ICausalLanguageModel : IDisposable
+public interface ICausalLanguageModel : IAdaptableModel
 {
-    /// <summary>The module tree, whose names are the checkpoint's keys (LoRA injection walks it).</summary>
-    nn.Module Module { get; }
 
     /// <summary>config.json's bos_token_id (whether a text starts with it is the tokenizer's decision).</summary>
     int? BosTokenId { get; }

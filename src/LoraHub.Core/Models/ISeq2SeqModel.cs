@@ -4,10 +4,8 @@ using static TorchSharp.torch;
 namespace LoraHub.Core.Models;
 
 /// <summary>What scoring and generation need from an encoder-decoder model.</summary>
-public interface ISeq2SeqModel : IDisposable
+public interface ISeq2SeqModel : IAdaptableModel
 {
-    /// <summary>The module tree, whose names are the checkpoint's keys (LoRA injection walks it).</summary>
-    nn.Module Module { get; }
     int DecoderStartTokenId { get; }
     int EosTokenId { get; }
     int PadTokenId { get; }

@@ -41,7 +41,8 @@ public static class ModelLoader
         {
             "t5" => new T5ForConditionalGeneration(T5Config.FromJson(json, configPath)),
             _ => throw new ModelFormatException(
-                $"{configPath}: model_type '{modelType ?? "(none)"}' is not supported; supported: {string.Join(", ", SupportedModelTypes)}"),
+                $"{configPath}: model_type '{modelType ?? "(none)"}' is not supported; supported: {string.Join(", ", SupportedModelTypes.Concat(SupportedCausalModelTypes))}"
+                + (SupportedCausalModelTypes.Contains(modelType ?? "") ? $" ('{modelType}' is a decoder-only model: use LoadCausal)" : "")),
         };
         try
         {
@@ -100,6 +101,13 @@ public static class ModelLoader
         }
         if (missing.Count > 0)
             throw new ModelFormatException($"{directory}: checkpoint is missing {missing.Count} tensor(s): {string.Join(", ", missing.Take(5))}{(missing.Count > 5 ? ", ..." : "")}");
+    }
+
+    /// <summary>True when config.json's model_type is a decoder-only family (load it with <see cref="LoadCausal"/>).</summary>
+    public static bool IsCausal(string directory)
+    {
+        var json = ReadConfig(Path.GetFullPath(directory));
+        return json["model_type"] is JsonValue v && v.TryGetValue(out string? s) && SupportedCausalModelTypes.Contains(s);
     }
 
     /// <summary>The decoder-only model_type values <see cref="LoadCausal"/> builds.</summary>
@@ -192,6 +200,8 @@ public static class ModelLoader
         if (File.Exists(spiece)) return T5Tokenizer.Load(spiece);
         var chars = Path.Combine(directory, CharTokenizer.FileName);
         if (File.Exists(chars)) return CharTokenizer.Load(chars);
-        throw new ModelFormatException($"{directory}: no tokenizer found (looked for {T5Tokenizer.ModelFileName} and {CharTokenizer.FileName})");
+        var spm = Path.Combine(directory, LlamaTokenizer.ModelFileName);
+        if (File.Exists(spm)) return LoadCausalTokenizer(directory);
+        throw new ModelFormatException($"{directory}: no tokenizer found (looked for {T5Tokenizer.ModelFileName}, {CharTokenizer.FileName} and {LlamaTokenizer.ModelFileName})");
     }
 }

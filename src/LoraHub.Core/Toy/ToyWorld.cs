@@ -27,7 +27,17 @@ public sealed record ToyWorldOptions
     public int BaseBatchSize { get; init; } = 64;
     public double BaseLearningRate { get; init; } = 3e-3;
     public int BaseMaxLength { get; init; } = 12;
+
+    /// <summary>
+    /// Robustness regularisers of the copy pretraining (see <see cref="BaseTrainingOptions"/>): noisy teacher forcing keeps
+    /// the base from aligning output with input by the previous output token's content, and random rank-16 updates of
+    /// q and v teach it a copy mechanism that tolerates LoRA updates. Both raise what the LoraHub merge of two modules
+    /// can reach: in one prototype run (3 + 3 layers, strings of length 3-8), hand-set pair weights reached 0.42 / 0.44
+    /// exact match on the two combination tasks with noisy teacher forcing alone and 0.54 / 0.61 with both, and the
+    /// good region around the pair weights got wider.
+    /// </summary>
     public double DecoderInputNoise { get; init; } = 0.3;
+    public double AdapterNoise { get; init; } = 0.05;
 
     /// <summary>Pool modules: rank 16, alpha 32 on q and v of every attention block, one shared frozen A.</summary>
     public int ModuleSteps { get; init; } = 300;
@@ -56,7 +66,7 @@ public sealed record ToyWorldOptions
     internal string Fingerprint() => string.Join(";", new object[]
     {
         DModel, Layers, RelativeAttentionNumBuckets, RelativeAttentionMaxDistance, BaseSteps, BaseBatchSize, BaseLearningRate,
-        BaseMaxLength, DecoderInputNoise, ModuleSteps, ModuleBatchSize, ModuleLearningRate, ModuleTrainExamples, Rank, Alpha,
+        BaseMaxLength, DecoderInputNoise, AdapterNoise, ModuleSteps, ModuleBatchSize, ModuleLearningRate, ModuleTrainExamples, Rank, Alpha,
         string.Join(",", PoolTasks ?? ToyTasks.Pool.Select(t => t.Name).ToList()), MinLength, MaxLength, FewShotExamples, TestExamples,
     }.Select(o => Convert.ToString(o, CultureInfo.InvariantCulture)));
 
@@ -276,6 +286,7 @@ public sealed class ToyWorld
                     LearningRate = options.BaseLearningRate,
                     Seed = seed,
                     DecoderInputNoise = options.DecoderInputNoise,
+                    AdapterNoise = options.AdapterNoise,
                     NoiseTokenIds = Enumerable.Range(3, tokenizer.VocabSize - 3).ToList(),
                 }, new SyncProgress<TrainingProgress>(p =>
                 {
@@ -415,6 +426,7 @@ public sealed class ToyWorld
                 ["steps"] = options.BaseSteps,
                 ["batch_size"] = options.BaseBatchSize,
                 ["decoder_input_noise"] = options.DecoderInputNoise,
+                ["adapter_noise"] = options.AdapterNoise,
                 ["first_loss"] = baseResult.Losses[0],
                 ["final_loss"] = baseResult.Losses[^1],
                 ["copy_exact_match"] = copyExact,

@@ -22,7 +22,7 @@ public sealed record LoraTrainingOptions
     public int BatchSize { get; init; } = 32;
 
     /// <summary>Peak learning rate (of B, and of A unless <see cref="ALearningRate"/> is set).</summary>
-    public double LearningRate { get; init; } = 3e-3;
+    public double LearningRate { get; init; } = 1e-3;
 
     /// <summary>Separate peak learning rate for A (ignored with <see cref="FreezeA"/>).</summary>
     public double? ALearningRate { get; init; }

@@ -80,6 +80,21 @@ public sealed class BaseTrainerTests
     }
 
     [Fact]
+    public void Adapter_noise_trains_and_leaves_no_adapter_behind()
+    {
+        using var dir = new Fixtures.TempDir();
+        var data = CopyData(32, 3);
+        using var model = BaseTrainer.Create(Small, 2);
+        var result = BaseTrainer.Train(model, data, new BaseTrainingOptions { Steps = 10, BatchSize = 16, Seed = 2, AdapterNoise = 0.05 });
+        Assert.All(result.Losses, l => Assert.True(double.IsFinite(l)));
+        BaseTrainer.Save(model, dir.Path, ToyTasks.Tokenizer);
+        using var loaded = ModelLoader.Load(dir.Path);
+        var expected = Seq2Seq.ExampleLosses(loaded, data.Take(4).ToList());
+        var actual = Seq2Seq.ExampleLosses(model, data.Take(4).ToList());
+        for (var i = 0; i < expected.Length; i++) Assert.Equal(expected[i], actual[i], 5);
+    }
+
+    [Fact]
     public void A_loaded_frozen_model_is_refused()
     {
         using var model = BaseTrainer.Create(Small, 1);

@@ -1,0 +1,101 @@
+using LoraHub.Core.Composition;
+using LoraHub.Functions.Contracts;
+using LoraHub.Functions.Engine;
+using LoraHub.Storage;
+using Microsoft.Azure.Functions.Worker;
+using Microsoft.Extensions.Logging;
+
+namespace LoraHub.Functions.Activities;
+
+/// <summary>
+/// Merges the best weights into one PEFT LoRA adapter and publishes adapters/{task}/: adapter_config.json,
+/// adapter_model.safetensors, report.png, and lorahub.json (the composition record, written last as the commit marker).
+/// </summary>
+public sealed class MaterializeAdapter(EngineCache engine, IHubStore store, IFaultInjector faults, ILogger<MaterializeAdapter> log)
+{
+    private const int PublishAttempts = 3;
+
+    [Function(nameof(MaterializeAdapter))]
+    public Task<MaterializedAdapter> Run([ActivityTrigger] MaterializeAdapterInput input, CancellationToken ct) => RunAsync(input, ct);
+
+    public async Task<MaterializedAdapter> RunAsync(MaterializeAdapterInput input, CancellationToken ct = default)
+    {
+        faults.BeforeActivity(nameof(MaterializeAdapter));
+        var request = input.Request;
+        var history = input.History.Select(h => new Trial(h.Index, h.Weights, h.Loss ?? double.NaN, h.L1,
+            h.Loss is null ? double.PositiveInfinity : h.Objective)).ToList();
+        var best = history.First(h => h.Weights.AsSpan().SequenceEqual(input.Weights));
+        var folder = Directory.CreateTempSubdirectory("lorahub-adapter-").FullName;
+        try
+        {
+            int rank;
+            using (var lease = await engine.AcquireAsync(request.BaseModel, HubArea.Modules, input.Modules, ct))
+            {
+                rank = lease.Composed.Rank;
+                using var adapter = lease.Composed.Merge(input.Weights);
+                adapter.Save(folder, request.BaseModel);
+            }
+            var record = new CompositionRecord
+            {
+                BaseModel = request.BaseModel,
+                Modules = input.Modules.Select((m, i) => new ModuleWeight(m, $"modules/{m}", input.Weights[i])).ToList(),
+                Weights = input.Weights,
+                Rank = rank,
+                Seed = request.Seed,
+                Selection = request.Modules is { Count: > 0 } ? "given" : "random",
+                Optimizer = request.Optimizer,
+                Budget = request.Budget,
+                L1Coefficient = request.L1,
+                Bounds = [request.Lower, request.Upper],
+                InitialStep = request.InitialStep,
+                Examples = input.ExampleCount,
+                Best = new BestValue(best.Index, best.Loss, best.L1, best.Objective),
+                History = history,
+                Warnings = input.Warnings,
+                Timings = new Timings(input.SelectSeconds, 0, input.SearchSeconds, history.Count / Math.Max(input.SearchSeconds, 1e-9)),
+            };
+            var png = Report.RenderPng(history.Select(h => h.Objective).ToList(), input.Modules, input.Weights, request.Task);
+            await File.WriteAllBytesAsync(Path.Combine(folder, CompositionOutput.ReportFile), png, ct);
+            await File.WriteAllTextAsync(Path.Combine(folder, CompositionOutput.RecordFile), record.ToJson(), ct);
+            await PublishAsync(request.Task, folder, ct);
+            var files = Directory.GetFiles(folder).Select(Path.GetFileName).Order(StringComparer.Ordinal).ToList();
+            return new MaterializedAdapter($"adapters/{request.Task}", files!);
+        }
+        finally
+        {
+            Directory.Delete(folder, recursive: true);
+        }
+    }
+
+    /// <summary>
+    /// Publishes the folder, then reads it back. Two compositions of one task (a changed file while the previous run
+    /// is still going) may publish at the same moment, and the store's marker-last protocol alone does not keep their
+    /// files apart. So: if the marker read back is another run's, that run published later and owns adapters/{task}
+    /// (it checks its own files); if it is ours but a file is not, the publishes interleaved and we publish again.
+    /// </summary>
+    private async Task PublishAsync(string task, string folder, CancellationToken ct)
+    {
+        for (var attempt = 1; ; attempt++)
+        {
+            await store.PublishFolderAsync(HubArea.Adapters, task, folder, CompositionOutput.RecordFile, ct);
+            var marker = await store.ReadFileAsync(HubArea.Adapters, $"{task}/{CompositionOutput.RecordFile}", ct);
+            var mine = await File.ReadAllBytesAsync(Path.Combine(folder, CompositionOutput.RecordFile), ct);
+            if (marker is null || !marker.Content.AsSpan().SequenceEqual(mine))
+            {
+                log.LogWarning("adapters/{Task} was published again by another composition of the task, which owns it now", task);
+                return;
+            }
+            var mixed = new List<string>();
+            foreach (var path in Directory.GetFiles(folder).Where(f => Path.GetFileName(f) != CompositionOutput.RecordFile))
+            {
+                var stored = await store.ReadFileAsync(HubArea.Adapters, $"{task}/{Path.GetFileName(path)}", ct);
+                var local = await File.ReadAllBytesAsync(path, ct);
+                if (stored is null || !stored.Content.AsSpan().SequenceEqual(local)) mixed.Add(Path.GetFileName(path));
+            }
+            if (mixed.Count == 0) return;
+            if (attempt == PublishAttempts)
+                throw new IOException($"adapters/{task}: {string.Join(", ", mixed)} kept being overwritten by another publish");
+            log.LogWarning("adapters/{Task}: {Files} were overwritten by a concurrent publish; publishing again", task, string.Join(", ", mixed));
+        }
+    }
+}

@@ -1,0 +1,279 @@
+using LoraHub.Core.Lora;
+using LoraHub.Core.Models;
+using LoraHub.Core.Tokenization;
+using LoraHub.Storage;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+using TorchSharp;
+
+namespace LoraHub.Functions.Engine;
+
+/// <summary>
+/// The loaded base models of this worker process, each with a few module compositions, keyed by hub name and
+/// version (blob ETags: a changed model or module is loaded again, an unchanged one never). Bounded: the least
+/// recently used model is disposed once nobody holds it. A loaded model is not thread-safe while adapters are
+/// swapped in and out, so every use goes through a <see cref="ModelLease"/> that holds the model's lock.
+/// </summary>
+public sealed class EngineCache(IHubStore store, IOptions<LoraHubOptions> options, ILogger<EngineCache> log) : IDisposable
+{
+    private readonly object gate = new();
+    private readonly List<ModelEntry> models = []; // least recently used first
+    private readonly LoraHubOptions settings = options.Value;
+
+    /// <summary>Number of models loaded now (for tests and logs).</summary>
+    public int LoadedModels
+    {
+        get { lock (gate) return models.Count(m => m.IsLoaded); }
+    }
+
+    /// <summary>How many times a base model was loaded from disk since start (cache misses).</summary>
+    public int ModelLoads => Volatile.Read(ref modelLoads);
+    private int modelLoads;
+
+    private readonly Dictionary<string, Lazy<ITextTokenizer>> tokenizers = [];
+
+    /// <summary>
+    /// The base model's tokenizer alone (no weights loaded), cached by model version. Encoding is guarded by a lock
+    /// on the returned object: callers lock it while they tokenize.
+    /// </summary>
+    public async Task<ITextTokenizer> TokenizerAsync(string baseModel, CancellationToken ct = default)
+    {
+        var item = await store.MaterializeAsync(HubArea.Models, baseModel, ct);
+        Lazy<ITextTokenizer> lazy;
+        lock (tokenizers)
+        {
+            var key = $"{item.Name}@{item.Version}";
+            if (!tokenizers.TryGetValue(key, out lazy!))
+            {
+                foreach (var stale in tokenizers.Keys.Where(k => k.StartsWith(item.Name + "@", StringComparison.Ordinal)).ToList()) tokenizers.Remove(stale);
+                tokenizers[key] = lazy = new Lazy<ITextTokenizer>(() => ModelLoader.LoadTokenizer(item.LocalPath), LazyThreadSafetyMode.PublicationOnly);
+            }
+        }
+        return lazy.Value;
+    }
+
+    /// <summary>Waits for exclusive use of the base model (loading it on first use) and returns the lease.</summary>
+    public Task<ModelLease> AcquireAsync(string baseModel, CancellationToken ct = default) => AcquireAsync(baseModel, HubArea.Modules, [], ct);
+
+    /// <summary>
+    /// Waits for exclusive use of the base model composed with these hub items (modules, or one composed adapter), in
+    /// this order. Everything is fetched from the hub before the model is locked; the composition's stacked weights
+    /// are cached per model by names and versions.
+    /// </summary>
+    public async Task<ModelLease> AcquireAsync(string baseModel, HubArea area, IReadOnlyList<string> names, CancellationToken ct = default)
+    {
+        var item = await store.MaterializeAsync(HubArea.Models, baseModel, ct);
+        var parts = await Task.WhenAll(names.Select(n => store.MaterializeAsync(area, n, ct)));
+        while (true)
+        {
+            var entry = Entry(item);
+            await entry.Gate.WaitAsync(ct);
+            if (entry.Evicted)
+            {
+                entry.Gate.Release();
+                continue; // evicted while we waited: take the current entry
+            }
+            try
+            {
+                if (!entry.IsLoaded)
+                {
+                    log.LogInformation("loading base model {Model} ({Version})", item.Name, item.Version);
+                    entry.Load(settings.Device);
+                    Interlocked.Increment(ref modelLoads);
+                }
+            }
+            catch
+            {
+                entry.Gate.Release();
+                Forget(entry);
+                throw;
+            }
+            var lease = new ModelLease(entry, settings.MaxCompositionsPerModel);
+            try
+            {
+                if (parts.Length > 0) lease.Compose(area, parts);
+            }
+            catch
+            {
+                lease.Dispose();
+                throw;
+            }
+            return lease;
+        }
+    }
+
+    private ModelEntry Entry(MaterializedItem item)
+    {
+        var evicted = new List<ModelEntry>();
+        ModelEntry entry;
+        lock (gate)
+        {
+            var key = $"{item.Name}@{item.Version}";
+            var found = models.FindIndex(m => m.Key == key);
+            if (found >= 0)
+            {
+                entry = models[found];
+                models.RemoveAt(found);
+                models.Add(entry);
+            }
+            else
+            {
+                entry = new ModelEntry(key, item);
+                // An older version of the same model is never used again; beyond the bound the oldest goes.
+                evicted.AddRange(models.Where(m => m.Item.Name == item.Name));
+                models.RemoveAll(m => m.Item.Name == item.Name);
+                while (models.Count >= Math.Max(1, settings.MaxModels))
+                {
+                    evicted.Add(models[0]);
+                    models.RemoveAt(0);
+                }
+                models.Add(entry);
+            }
+            foreach (var e in evicted) e.Evicted = true;
+        }
+        foreach (var e in evicted) _ = DisposeWhenIdleAsync(e);
+        return entry;
+    }
+
+    private void Forget(ModelEntry entry)
+    {
+        lock (gate)
+        {
+            if (!models.Remove(entry)) return;
+            entry.Evicted = true;
+        }
+        _ = DisposeWhenIdleAsync(entry);
+    }
+
+    private async Task DisposeWhenIdleAsync(ModelEntry entry)
+    {
+        await entry.Gate.WaitAsync();
+        try
+        {
+            if (entry.IsLoaded) log.LogInformation("unloading base model {Key}", entry.Key);
+            entry.Dispose();
+        }
+        finally
+        {
+            entry.Gate.Release();
+        }
+    }
+
+    public void Dispose()
+    {
+        List<ModelEntry> all;
+        lock (gate)
+        {
+            all = [.. models];
+            models.Clear();
+        }
+        foreach (var e in all)
+        {
+            e.Evicted = true;
+            e.Gate.Wait();
+            try { e.Dispose(); } finally { e.Gate.Release(); }
+        }
+    }
+}
+
+/// <summary>One loaded base model with its tokenizer and a few cached compositions (each owns its modules).</summary>
+internal sealed class ModelEntry(string key, MaterializedItem item) : IDisposable
+{
+    public string Key { get; } = key;
+    public MaterializedItem Item { get; } = item;
+    public SemaphoreSlim Gate { get; } = new(1, 1);
+    public volatile bool Evicted;
+    public ISeq2SeqModel? Model { get; private set; }
+    public ITextTokenizer? Tokenizer { get; private set; }
+    public List<CompositionEntry> Compositions { get; } = []; // least recently used first
+    public bool IsLoaded => Model is not null;
+
+    public void Load(string device)
+    {
+        var tokenizer = ModelLoader.LoadTokenizer(Item.LocalPath);
+        Model = ModelLoader.Load(Item.LocalPath, device: device == "cpu" ? null : torch.device(device));
+        Tokenizer = tokenizer;
+    }
+
+    public void Dispose()
+    {
+        foreach (var c in Compositions) c.Dispose();
+        Compositions.Clear();
+        Model?.Dispose();
+        Model = null;
+    }
+}
+
+internal sealed class CompositionEntry(string key, ComposedModel composed, IReadOnlyList<LoraModule> modules) : IDisposable
+{
+    public string Key { get; } = key;
+    public ComposedModel Composed { get; } = composed;
+
+    public void Dispose()
+    {
+        Composed.Dispose();
+        foreach (var m in modules) m.Dispose();
+    }
+}
+
+/// <summary>Exclusive use of a loaded base model; disposing it detaches any adapter and releases the model.</summary>
+public sealed class ModelLease : IDisposable
+{
+    private readonly ModelEntry entry;
+    private readonly int maxCompositions;
+    private bool released;
+
+    internal ModelLease(ModelEntry entry, int maxCompositions)
+    {
+        (this.entry, this.maxCompositions) = (entry, Math.Max(1, maxCompositions));
+    }
+
+    public ISeq2SeqModel Model => entry.Model!;
+    public ITextTokenizer Tokenizer => entry.Tokenizer!;
+    /// <summary>The base model's hub name, local folder and version key.</summary>
+    public MaterializedItem Item => entry.Item;
+    /// <summary>The model with the requested modules attached (set the weights before a forward pass).</summary>
+    public ComposedModel Composed => composed ?? throw new InvalidOperationException("this lease was taken without modules");
+    private ComposedModel? composed;
+
+    internal void Compose(HubArea area, IReadOnlyList<MaterializedItem> items)
+    {
+        var key = string.Join("|", items.Select(i => $"{area}/{i.Name}@{i.Version}"));
+        var found = entry.Compositions.FindIndex(c => c.Key == key);
+        CompositionEntry composition;
+        if (found >= 0)
+        {
+            composition = entry.Compositions[found];
+            entry.Compositions.RemoveAt(found);
+        }
+        else
+        {
+            var modules = new List<LoraModule>();
+            try
+            {
+                foreach (var item in items) modules.Add(LoraModule.Load(item.LocalPath, item.Name));
+                composition = new CompositionEntry(key, new ComposedModel(Model, modules), modules);
+            }
+            catch
+            {
+                foreach (var m in modules) m.Dispose();
+                throw;
+            }
+            while (entry.Compositions.Count >= maxCompositions)
+            {
+                entry.Compositions[0].Dispose();
+                entry.Compositions.RemoveAt(0);
+            }
+        }
+        entry.Compositions.Add(composition);
+        composed = composition.Composed;
+    }
+
+    public void Dispose()
+    {
+        if (released) return;
+        released = true;
+        composed?.Clear(); // the next user starts from the bare base model
+        entry.Gate.Release();
+    }
+}

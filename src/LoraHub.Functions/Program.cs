@@ -1,0 +1,15 @@
+using LoraHub.Functions;
+using Microsoft.Azure.Functions.Worker.Builder;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Options;
+
+// The LoraHub Functions app (isolated worker): blob and HTTP triggers start ComposeOrchestrator, whose activities
+// score candidates on models cached per process. Settings: section "LoraHub" (README, "Settings reference").
+var builder = FunctionsApplication.CreateBuilder(args);
+builder.ConfigureFunctionsWebApplication();
+builder.Services.AddLoraHub(builder.Configuration);
+
+var app = builder.Build();
+LoraHubServices.ApplyTorchSettings(app.Services.GetRequiredService<IOptions<LoraHubOptions>>().Value);
+app.Run();

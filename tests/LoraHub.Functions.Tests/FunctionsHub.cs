@@ -1,0 +1,191 @@
+using System.Text;
+using System.Text.Json;
+using LoraHub.Core.Composition;
+using LoraHub.Functions.Activities;
+using LoraHub.Functions.Contracts;
+using LoraHub.Functions.Engine;
+using LoraHub.Functions.Orchestration;
+using LoraHub.Functions.Requests;
+using LoraHub.Storage;
+using LoraHub.Testing;
+using Microsoft.DurableTask;
+using Microsoft.DurableTask.Client;
+using Microsoft.DurableTask.Testing;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+using Xunit;
+
+namespace LoraHub.Functions.Tests;
+
+/// <summary>
+/// The Functions app in-process against real Azurite: a tiny hub (models/tiny-t5, modules/lora_0..2) uploaded
+/// through the hub store, the app's own services (LoraHubServices.AddLoraHub), and a Durable in-process test host
+/// running the real ComposeOrchestrator and the real activities resolved from those services.
+/// </summary>
+public sealed class FunctionsHub : IAsyncLifetime
+{
+    public const string BaseModel = "tiny-t5";
+    public static readonly string[] Modules = ["lora_0", "lora_1", "lora_2"];
+
+    public AzuriteFixture Azurite { get; private set; } = null!;
+    public ServiceProvider Services { get; private set; } = null!;
+    public DurableTaskTestHost Durable { get; private set; } = null!;
+    public IHubStore Store => Services.GetRequiredService<IHubStore>();
+    public DurableTaskClient Client => Durable.Client;
+    public TestFaults Faults { get; } = new();
+    /// <summary>Every activity call the test host ran: (instance id, activity, input JSON, output JSON).</summary>
+    public ActivityRecorder Recorder { get; } = new();
+    public string CacheRoot { get; } = Directory.CreateTempSubdirectory("lorahub-functions-cache-").FullName;
+
+    public static string FixturesRoot => Path.Combine(AppContext.BaseDirectory, "fixtures", "t5");
+    public static string TinyT5 => Path.Combine(FixturesRoot, "tiny-t5");
+    public static string ModuleFolder(string name) => Path.Combine(FixturesRoot, "adapters", name);
+
+    public static readonly IReadOnlyList<Example> Examples =
+    [
+        new("translate English to German: The house is wonderful.", "Das Haus ist wunderbar."),
+        new("summarize: the cat sat on the mat all day long", "cat sat on mat"),
+        new("question: what is two plus two? answer:", "four"),
+        new("Is the sky blue? yes or no", "yes"),
+        new("Name a color: ", "red"),
+    ];
+
+    public async Task InitializeAsync()
+    {
+        // The Durable test host's sidecar logs every gRPC call at Information to the console; keep the test output readable.
+        Environment.SetEnvironmentVariable("Logging__LogLevel__Default", "Warning");
+        Azurite = new AzuriteFixture();
+        var configuration = new ConfigurationBuilder().AddInMemoryCollection(new Dictionary<string, string?>
+        {
+            ["LoraHub:Storage"] = Azurite.ConnectionString,
+            ["LoraHub:CacheRoot"] = CacheRoot,
+        }).Build();
+        var services = new ServiceCollection();
+        services.AddLogging(b => b.SetMinimumLevel(LogLevel.Warning));
+        services.AddSingleton<IFaultInjector>(Faults);
+        services.AddLoraHub(configuration);
+        Services = services.BuildServiceProvider();
+
+        await Store.PublishFolderAsync(HubArea.Models, BaseModel, TinyT5, "config.json");
+        foreach (var m in Modules) await Store.PublishFolderAsync(HubArea.Modules, m, ModuleFolder(m), "adapter_config.json");
+
+        Durable = await DurableTaskTestHost.StartAsync(Register);
+    }
+
+    /// <summary>The orchestrator and the activities, as the Functions host would run them.</summary>
+    public void Register(DurableTaskRegistry registry)
+    {
+        registry.AddOrchestratorFunc<CompositionRequest, CompositionOutcome>(nameof(ComposeOrchestrator), ComposeOrchestrator.RunAsync);
+        registry.AddActivityFunc<SelectModulesInput, SelectedModules>(nameof(SelectModules),
+            (ctx, input) => Recorder.Record(ctx, input, () => Services.GetRequiredService<SelectModules>().RunAsync(input)));
+        registry.AddActivityFunc<EvaluateCandidatesInput, CandidateScores>(nameof(EvaluateCandidates),
+            (ctx, input) => Recorder.Record(ctx, input, () => Services.GetRequiredService<EvaluateCandidates>().RunAsync(input)));
+        registry.AddActivityFunc<MaterializeAdapterInput, MaterializedAdapter>(nameof(MaterializeAdapter),
+            (ctx, input) => Recorder.Record(ctx, input, () => Services.GetRequiredService<MaterializeAdapter>().RunAsync(input)));
+    }
+
+    public async Task DisposeAsync()
+    {
+        if (Durable is not null) await Durable.DisposeAsync();
+        if (Services is not null) await Services.DisposeAsync();
+        Azurite?.Dispose();
+        try { Directory.Delete(CacheRoot, recursive: true); } catch (IOException) { }
+    }
+
+    public ExampleIntake Intake => Services.GetRequiredService<ExampleIntake>();
+    public LoraHubOptions Options => Services.GetRequiredService<IOptions<LoraHubOptions>>().Value;
+
+    /// <summary>A composition request on the tiny hub (the triggers build the same from files and bodies).</summary>
+    public static CompositionRequest Request(string task, int budget = 8, string optimizer = "cobyla", int seed = 0,
+        IReadOnlyList<string>? modules = null, int? k = null, IReadOnlyList<Example>? examples = null, int chunkSize = 4) => new()
+    {
+        Task = task,
+        BaseModel = BaseModel,
+        Modules = modules ?? (k is null ? Modules : null),
+        K = k,
+        Budget = budget,
+        Optimizer = optimizer,
+        Seed = seed,
+        ChunkSize = chunkSize,
+        Examples = examples ?? Examples,
+        Source = "test",
+    };
+
+    public async Task<OrchestrationMetadata> RunAsync(CompositionRequest request, string instanceId, TimeSpan? timeout = null)
+    {
+        await Client.ScheduleNewOrchestrationInstanceAsync(nameof(ComposeOrchestrator), request, new StartOrchestrationOptions(instanceId));
+        return await WaitAsync(instanceId, timeout);
+    }
+
+    public async Task<OrchestrationMetadata> WaitAsync(string instanceId, TimeSpan? timeout = null)
+    {
+        using var cts = new CancellationTokenSource(timeout ?? TimeSpan.FromSeconds(90));
+        return await Client.WaitForInstanceCompletionAsync(instanceId, getInputsAndOutputs: true, cts.Token);
+    }
+
+    public static byte[] Jsonl(IEnumerable<Example> examples) =>
+        Encoding.UTF8.GetBytes(string.Join("\n", examples.Select(e => JsonSerializer.Serialize(new { input = e.Input, output = e.Output }))) + "\n");
+}
+
+[CollectionDefinition(Name)]
+public sealed class FunctionsCollection : ICollectionFixture<FunctionsHub>
+{
+    public const string Name = "functions";
+}
+
+/// <summary>Makes the next N calls of an activity throw (a worker crash, a storage hiccup).</summary>
+public sealed class TestFaults : IFaultInjector
+{
+    private readonly Dictionary<string, int> pending = [];
+    private readonly Dictionary<string, int> thrown = [];
+
+    public void FailNext(string activity, int times)
+    {
+        lock (pending) pending[activity] = times;
+    }
+
+    public int Thrown(string activity)
+    {
+        lock (pending) return thrown.GetValueOrDefault(activity);
+    }
+
+    public void BeforeActivity(string activity)
+    {
+        lock (pending)
+        {
+            if (pending.GetValueOrDefault(activity) <= 0) return;
+            pending[activity]--;
+            thrown[activity] = thrown.GetValueOrDefault(activity) + 1;
+        }
+        throw new IOException($"injected fault in {activity}");
+    }
+}
+
+/// <summary>Records activity inputs and outputs per orchestration instance, as JSON (the Durable wire format).</summary>
+public sealed class ActivityRecorder
+{
+    private readonly List<(string Instance, string Activity, string Input, string Output)> calls = [];
+
+    private readonly Dictionary<(string, string), int> attempts = [];
+
+    /// <summary>How many times an activity was started for an instance, failed attempts included.</summary>
+    public int Attempts(string instanceId, string activity)
+    {
+        lock (calls) return attempts.GetValueOrDefault((instanceId, activity));
+    }
+
+    public async Task<TOut> Record<TIn, TOut>(TaskActivityContext ctx, TIn input, Func<Task<TOut>> run)
+    {
+        lock (calls) attempts[(ctx.InstanceId, ctx.Name.Name)] = attempts.GetValueOrDefault((ctx.InstanceId, ctx.Name.Name)) + 1;
+        var output = await run();
+        lock (calls) calls.Add((ctx.InstanceId, ctx.Name.Name, JsonSerializer.Serialize(input), JsonSerializer.Serialize(output)));
+        return output;
+    }
+
+    public IReadOnlyList<(string Activity, string Input, string Output)> For(string instanceId)
+    {
+        lock (calls) return calls.Where(c => c.Instance == instanceId).Select(c => (c.Activity, c.Input, c.Output)).ToList();
+    }
+}
