@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Text.Json;
 using System.Text.Json.Nodes;
+using LoraHub.Core.Lora;
 using LoraHub.Core.Models;
 using LoraHub.Core.Tensors;
 using LoraHub.Core.Tokenization;
@@ -28,6 +29,15 @@ public sealed record BaseTrainingOptions
     /// of the previous output token, so a LoRA module that changes which tokens come out does not break alignment.
     /// </summary>
     public double DecoderInputNoise { get; init; }
+
+    /// <summary>
+    /// Adapter noise: at every step a fresh random rank-<see cref="AdapterNoiseRank"/> update is added to q and v of every
+    /// attention block (A uniform like PEFT's init, B normal with std drawn uniformly in [0, AdapterNoise]), so the model
+    /// learns a copy mechanism that tolerates LoRA updates of those layers. 0 = off.
+    /// </summary>
+    public double AdapterNoise { get; init; }
+
+    public int AdapterNoiseRank { get; init; } = 16;
 
     /// <summary>Token ids the decoder input noise draws from (required when DecoderInputNoise &gt; 0).</summary>
     public IReadOnlyList<int>? NoiseTokenIds { get; init; }
@@ -128,6 +138,10 @@ public static class BaseTrainer
         using var optimizer = optim.Adam(parameters, options.LearningRate);
         var group = optimizer.ParamGroups.Single();
         var noise = new Random(options.Seed);
+        var noisy = options.AdapterNoise > 0
+            ? LoraTrainer.TargetPaths(model, ["q", "v"]).Select(p => LoraInjector.Wrap(model, p)).ToList()
+            : [];
+        using var generator = new Generator((ulong)options.Seed + 1);
         try
         {
             for (var step = 0; step < options.Steps; step++)
@@ -138,6 +152,16 @@ public static class BaseTrainer
                 group.LearningRate = lr;
                 using (var scope = NewDisposeScope())
                 {
+                    if (noisy.Count > 0)
+                    {
+                        var std = options.AdapterNoise * noise.NextDouble();
+                        foreach (var layer in noisy)
+                        {
+                            var a = (rand(options.AdapterNoiseRank, layer.InFeatures, generator: generator) * 2 - 1) / Math.Sqrt(layer.InFeatures);
+                            var b = randn(layer.OutFeatures, options.AdapterNoiseRank, generator: generator) * std;
+                            layer.SetAdapter(a, b);
+                        }
+                    }
                     var loss = (options.DecoderInputNoise > 0
                         ? NoisyLoss(model, batch, options.DecoderInputNoise, options.NoiseTokenIds!, noise)
                         : Seq2Seq.PerExampleLoss(model, batch)).mean();
@@ -146,12 +170,14 @@ public static class BaseTrainer
                     nn.utils.clip_grad_norm_(parameters, options.ClipNorm);
                     optimizer.step();
                     losses.Add(loss.item<float>());
+                    foreach (var layer in noisy) layer.ClearAdapter();
                 }
                 progress?.Report(new TrainingProgress(step + 1, options.Steps, losses[^1], lr, clock.Elapsed));
             }
         }
         finally
         {
+            foreach (var layer in noisy) layer.ClearAdapter();
             optimizer.zero_grad();
             model.eval();
         }

@@ -18,7 +18,7 @@ public sealed record CompositionRequest
     /// <summary>K for random selection; null means min(20, pool size). Ignored when Modules is set.</summary>
     [JsonPropertyName("k")] public int? K { get; init; }
     [JsonPropertyName("budget")] public int Budget { get; init; } = 40;
-    [JsonPropertyName("optimizer")] public string Optimizer { get; init; } = "cobyla";
+    [JsonPropertyName("optimizer")] public string Optimizer { get; init; } = LoraHub.Core.Optimization.Optimizers.Default;
     [JsonPropertyName("seed")] public int Seed { get; init; }
     [JsonPropertyName("l1")] public double L1 { get; init; } = 0.05;
     [JsonPropertyName("lower")] public double Lower { get; init; } = -1.5;
