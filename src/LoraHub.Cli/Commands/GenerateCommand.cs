@@ -30,9 +30,10 @@ internal static class GenerateCommand
             var dir = parse.GetValue(baseDir)!;
             var dt = Common.ParseDType(parse.GetValue(dtype)!);
             var mode = MergeModes.Parse(parse.GetValue(merge)!);
+            var causal = ModelLoader.IsCausal(dir); // reads config.json first: a wrong folder is reported as such
             var tokenizer = ModelLoader.LoadTokenizer(dir);
             int[] ids;
-            if (ModelLoader.IsCausal(dir))
+            if (causal)
             {
                 // Decoder-only: continue after bos + tokens(input); the prompt is not part of the output.
                 using var model = ModelLoader.LoadCausal(dir, dt);
