@@ -24,6 +24,7 @@ public static class LoraOverhead
         var targets = BenchWorld.AttentionQv(model);
         var modules = Enumerable.Range(0, 20).Select(i => BenchWorld.RandomModule(dir.Path, i, targets)).ToList();
         using var composed = new ComposedModel(model, modules);
+        using var linear = new ComposedModel(model, modules, MergeMode.Linear);
 
         var rng = new Random(7);
         var examples = BenchWorld.RandomExamples(rng);
@@ -32,6 +33,7 @@ public static class LoraOverhead
         double Base()
         {
             composed.Clear();
+            linear.Clear();
             var sw = Stopwatch.StartNew();
             Seq2Seq.ExampleLosses(model, examples);
             return sw.Elapsed.TotalMilliseconds;
@@ -43,18 +45,32 @@ public static class LoraOverhead
             Seq2Seq.ExampleLosses(model, examples);
             return sw.Elapsed.TotalMilliseconds;
         }
-        for (var i = 0; i < 3; i++) { Base(); Composed(); } // warm-up
+        // The linear merge: rank Σ r_i = 320 per layer, still no d×d matrix.
+        double Linear()
+        {
+            var sw = Stopwatch.StartNew();
+            linear.SetWeights(weights);
+            Seq2Seq.ExampleLosses(model, examples);
+            var ms = sw.Elapsed.TotalMilliseconds;
+            linear.Clear();
+            return ms;
+        }
+        for (var i = 0; i < 3; i++) { Base(); Composed(); Linear(); } // warm-up
         var baseTimes = new List<double>();
         var composedTimes = new List<double>();
+        var linearTimes = new List<double>();
         for (var i = 0; i < rounds; i++)
         {
-            // Interleaved so that a noisy neighbour slows both sides alike.
+            // Interleaved so that a noisy neighbour slows every side alike.
             baseTimes.Add(Base());
             composedTimes.Add(Composed());
+            composed.Clear();
+            linearTimes.Add(Linear());
         }
-        var (b, c) = (Median(baseTimes), Median(composedTimes));
-        Console.WriteLine($"lora-overhead: base evaluation {b:F1} ms, K=20 r=16 composed evaluation {c:F1} ms (medians of {rounds})");
+        var (b, c, l) = (Median(baseTimes), Median(composedTimes), Median(linearTimes));
+        Console.WriteLine($"lora-overhead: base evaluation {b:F1} ms, K=20 r=16 composed evaluation {c:F1} ms, linear merge {l:F1} ms (medians of {rounds})");
         Console.WriteLine($"lora-overhead ratio (composed / base): {c / b:F3}  (target <= 1.10)");
+        Console.WriteLine($"linear-overhead ratio (linear merge, rank 320 / base): {l / b:F3}");
         foreach (var m in modules) m.Dispose();
     }
 

@@ -76,15 +76,23 @@ public static class ModelLoader
         }
     }
 
-    /// <summary>Copies checkpoint tensors into the parameters of the same name; missing or mis-shaped ones are errors.</summary>
+    /// <summary>T5: save_pretrained stores the shared embedding once; older checkpoints may only have the stack copies.</summary>
     private static void CopyInto(T5ForConditionalGeneration model, Dictionary<string, Tensor> state, string directory)
     {
-        // save_pretrained stores the shared embedding once; older checkpoints may only have the stack copies.
         if (!state.ContainsKey("shared.weight"))
         {
             if (state.TryGetValue("encoder.embed_tokens.weight", out var enc)) state["shared.weight"] = enc.alias();
             else if (state.TryGetValue("decoder.embed_tokens.weight", out var dec)) state["shared.weight"] = dec.alias();
         }
+        CopyParameters(model, state, directory);
+    }
+
+    /// <summary>
+    /// Copies checkpoint tensors into the parameters of the same name (the module names are the checkpoint's keys);
+    /// mis-shaped or missing tensors are errors that name them, and blocks missing entirely are named as such.
+    /// </summary>
+    private static void CopyParameters(nn.Module model, Dictionary<string, Tensor> state, string directory)
+    {
         var missing = new List<string>();
         using var noGrad = no_grad();
         foreach (var (name, parameter) in model.named_parameters())
@@ -99,8 +107,20 @@ public static class ModelLoader
                     $"{directory}: checkpoint tensor '{name}' has shape [{string.Join(", ", source.shape)}] but config.json implies [{string.Join(", ", parameter.shape)}]");
             parameter.copy_(source);
         }
-        if (missing.Count > 0)
-            throw new ModelFormatException($"{directory}: checkpoint is missing {missing.Count} tensor(s): {string.Join(", ", missing.Take(5))}{(missing.Count > 5 ? ", ..." : "")}");
+        if (missing.Count == 0) return;
+        // A numbered block with no tensor at all is the usual cause (a truncated or mixed-up checkpoint): say so.
+        var absent = missing.Select(BlockOf).Where(b => b is not null && !state.Keys.Any(k => k.StartsWith(b + ".", StringComparison.Ordinal))).Distinct().ToList();
+        throw new ModelFormatException($"{directory}: checkpoint is missing {missing.Count} tensor(s): {string.Join(", ", missing.Take(5))}{(missing.Count > 5 ? ", ..." : "")}"
+            + (absent.Count > 0 ? $" (layer(s) absent: {string.Join(", ", absent)})" : ""));
+    }
+
+    /// <summary>"model.layers.3" of "model.layers.3.mlp.up_proj.weight", "decoder.block.1" of a T5 key; null when unnumbered.</summary>
+    private static string? BlockOf(string name)
+    {
+        var parts = name.Split('.');
+        for (var i = 1; i < parts.Length - 1; i++)
+            if (int.TryParse(parts[i], out _)) return string.Join('.', parts.Take(i + 1));
+        return null;
     }
 
     /// <summary>True when config.json's model_type is a decoder-only family (load it with <see cref="LoadCausal"/>).</summary>
@@ -142,28 +162,7 @@ public static class ModelLoader
             }
             try
             {
-                var missing = new List<string>();
-                using var noGrad = no_grad();
-                foreach (var (name, parameter) in model.named_parameters())
-                {
-                    if (!state.TryGetValue(name, out var source))
-                    {
-                        missing.Add(name);
-                        continue;
-                    }
-                    if (!source.shape.SequenceEqual(parameter.shape))
-                        throw new ModelFormatException(
-                            $"{directory}: checkpoint tensor '{name}' has shape [{string.Join(", ", source.shape)}] but config.json implies [{string.Join(", ", parameter.shape)}]");
-                    parameter.copy_(source);
-                }
-                if (missing.Count > 0)
-                {
-                    // Name the layers that are missing entirely first: that is the usual cause (a truncated or mixed-up checkpoint).
-                    var layers = missing.Select(n => n.StartsWith("model.layers.", StringComparison.Ordinal) ? string.Join('.', n.Split('.').Take(3)) : null)
-                        .Where(l => l is not null && !state.Keys.Any(k => k.StartsWith(l + ".", StringComparison.Ordinal))).Distinct().ToList();
-                    throw new ModelFormatException($"{directory}: checkpoint is missing {missing.Count} tensor(s): {string.Join(", ", missing.Take(5))}{(missing.Count > 5 ? ", ..." : "")}"
-                        + (layers.Count > 0 ? $" (layer(s) absent: {string.Join(", ", layers)})" : ""));
-                }
+                CopyParameters(model, state, directory);
             }
             finally
             {

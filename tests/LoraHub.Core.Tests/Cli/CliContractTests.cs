@@ -87,6 +87,25 @@ public sealed class CliContractTests
         Assert.False(string.IsNullOrEmpty(r.Json["text"]!.GetValue<string>()));
     }
 
+    [Fact]
+    public void A_linear_composition_on_disk_scores_its_recorded_loss_and_has_the_cat_layout()
+    {
+        using var dir = new Fixtures.TempDir();
+        var examples = ExamplesFile(dir);
+        var compose = CliProcess.Run("compose", "--base", Fixtures.TinyT5, "--modules", Path.Combine(Fixtures.T5, "adapters"), "--examples", examples,
+            "--out", dir["linear"], "--merge", "linear", "--budget", "6", "--format", "json");
+        Assert.True(compose.ExitCode == 0, compose.Stderr);
+        Assert.Equal("linear", compose.Json["merge"]!.GetValue<string>());
+        var best = compose.Json["best"]!;
+        var config = JsonNode.Parse(File.ReadAllText(Path.Combine(dir["linear"], "adapter_config.json")))!;
+        Assert.Equal(12, config["r"]!.GetValue<int>()); // rank Σ r_i = 3 × 4
+        var score = CliProcess.Run("score", "--base", Fixtures.TinyT5, "--examples", examples, "--module", dir["linear"], "--format", "json");
+        Assert.True(score.ExitCode == 0, score.Stderr);
+        Assert.InRange(Math.Abs(score.Json["loss"]!.GetValue<double>() - best["loss"]!.GetValue<double>()), 0, 1e-5);
+        // The objective differs only by the L1 term: 0.05 · mean|w| in lorahub.json, 0.05 · 1 for the single saved adapter.
+        Assert.InRange(Math.Abs(score.Json["objective"]!.GetValue<double>() - 0.05 - (best["objective"]!.GetValue<double>() - best["l1"]!.GetValue<double>())), 0, 1e-5);
+    }
+
     public static TheoryData<string, string[]> BadInvocations() => new()
     {
         { "examples file does not exist", ["score", "--base", Fixtures.TinyT5, "--examples", "/nonexistent/x.jsonl"] },
