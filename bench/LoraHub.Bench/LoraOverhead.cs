@@ -67,6 +67,15 @@ public static class LoraOverhead
             composed.Clear();
             linearTimes.Add(Linear());
         }
+        var setTimes = new List<double>();
+        for (var i = 0; i < rounds; i++)
+        {
+            var sw = Stopwatch.StartNew();
+            composed.SetWeights(weights);
+            setTimes.Add(sw.Elapsed.TotalMilliseconds);
+        }
+        composed.Clear();
+        Console.WriteLine($"lora-overhead: switching weights alone (K=20, every q and v) {Median(setTimes):F2} ms");
         var (b, c, l) = (Median(baseTimes), Median(composedTimes), Median(linearTimes));
         Console.WriteLine($"lora-overhead: base evaluation {b:F1} ms, K=20 r=16 composed evaluation {c:F1} ms, linear merge {l:F1} ms (medians of {rounds})");
         Console.WriteLine($"lora-overhead ratio (composed / base): {c / b:F3}  (target <= 1.10)");

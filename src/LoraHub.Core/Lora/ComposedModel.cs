@@ -42,7 +42,7 @@ public sealed class ComposedModel : IDisposable
     /// Per layer: all modules' A rows [Σ r_i, in] and scaled B columns [out, Σ r_i], module i owning the rows
     /// offsets[i] .. offsets[i] + r_i (zeros where a module does not target the layer).
     /// </summary>
-    private sealed record Target(string Path, LoraLinear Layer, Tensor AllA, Tensor AllB) : IDisposable
+    private sealed record Target(string Path, LoraLinear Layer, Tensor AllA, Tensor AllB, Tensor? StackB) : IDisposable
     {
         public Tensor? A { get; set; }
         public Tensor? B { get; set; }
@@ -51,6 +51,7 @@ public sealed class ComposedModel : IDisposable
         {
             AllA.Dispose();
             AllB.Dispose();
+            StackB?.Dispose();
             A?.Dispose();
             B?.Dispose();
         }
@@ -105,7 +106,11 @@ public sealed class ComposedModel : IDisposable
             }
             var allA = cat(a, 0).to(device).DetachFromDisposeScope();
             var allB = cat(b, 1).to(device).DetachFromDisposeScope();
-            targets.Add(new Target(path, layer, allA, allB));
+            // The lorahub merge sums B over modules: keep them stacked [K, out, r] once, not permuted on every switch.
+            var stackB = mode == MergeMode.LoraHub
+                ? allB.view(-1, modules.Count, ranks[0]).permute(1, 0, 2).contiguous().DetachFromDisposeScope()
+                : null;
+            targets.Add(new Target(path, layer, allA, allB, stackB));
         }
     }
 
@@ -204,8 +209,7 @@ public sealed class ComposedModel : IDisposable
         {
             var r = ranks[0];
             var stackA = t.AllA.view(k, r, -1);                       // [K, r, in]
-            var stackB = t.AllB.view(-1, k, r).permute(1, 0, 2);      // [K, out, r]
-            return (tensordot(w, stackA, [1], [0]), tensordot(w, stackB, [1], [0]));
+            return (tensordot(w, stackA, [1], [0]), tensordot(w, t.StackB!, [1], [0]));
         }
         // Linear: each module's rows of A carry its weight; B is shared by all candidates.
         var rows = repeat_interleave(w, tensor(ranks, device: w.device), dim: 1);  // [C, Σr]

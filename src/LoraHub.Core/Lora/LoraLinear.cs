@@ -54,7 +54,9 @@ public sealed class LoraLinear : nn.Module<Tensor, Tensor>
         Tensor up;
         if (loraA.dim() == 2)
         {
-            up = matmul(matmul(x, loraA.t()), loraB!.t());
+            // As 2-D products on the flattened rows: measured faster on CPU than batched 3-D matmul with transposed weights.
+            var rows = x.reshape(-1, InFeatures);
+            up = mm(mm(rows, loraA.t()), loraB!.t()).view(y.shape);
         }
         else
         {
