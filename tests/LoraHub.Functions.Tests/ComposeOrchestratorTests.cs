@@ -57,6 +57,24 @@ public sealed class ComposeOrchestratorTests(FunctionsHub hub)
     }
 
     [Fact]
+    public async Task A_linear_merge_composition_publishes_the_cat_layout_and_scores_its_recorded_loss()
+    {
+        var request = FunctionsHub.Request("linear-e2e", budget: 6) with { Merge = "linear" };
+        var instance = await hub.RunAsync(request, "linear-e2e-run");
+        Assert.Equal(OrchestrationRuntimeStatus.Completed, instance.RuntimeStatus);
+        var adapter = await hub.Store.MaterializeAsync(HubArea.Adapters, "linear-e2e");
+        var record = CompositionRecord.Load(Path.Combine(adapter.LocalPath, "lorahub.json"));
+        Assert.Equal("linear", record.Merge);
+        using var module = LoraModule.Load(adapter.LocalPath);
+        Assert.Equal(3 * 4, module.Rank); // rank Σ r_i of the three rank-4 modules
+        using var model = ModelLoader.Load(FunctionsHub.TinyT5);
+        using var composed = new ComposedModel(model, [module]);
+        composed.SetWeights([1.0]);
+        var tokenized = ExampleTokenizer.Tokenize(ModelLoader.LoadTokenizer(FunctionsHub.TinyT5), FunctionsHub.Examples, out _);
+        Assert.InRange(Math.Abs(Seq2Seq.ExampleLosses(model, tokenized).Average() - record.Best!.Loss), 0, 1e-5);
+    }
+
+    [Fact]
     public async Task Two_runs_of_the_same_request_give_bit_identical_weights_and_history()
     {
         var request = FunctionsHub.Request("twice", budget: 8, optimizer: "cmaes", seed: 7, k: 2);

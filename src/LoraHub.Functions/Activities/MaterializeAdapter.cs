@@ -1,3 +1,4 @@
+using LoraHub.Core.Lora;
 using LoraHub.Core.Composition;
 using LoraHub.Functions.Contracts;
 using LoraHub.Functions.Engine;
@@ -29,7 +30,7 @@ public sealed class MaterializeAdapter(EngineCache engine, IHubStore store, IFau
         try
         {
             int rank;
-            using (var lease = await engine.AcquireAsync(request.BaseModel, HubArea.Modules, input.Modules, ct))
+            using (var lease = await engine.AcquireAsync(request.BaseModel, HubArea.Modules, input.Modules, ct, MergeModes.Parse(request.Merge)))
             {
                 rank = lease.Composed.Rank;
                 using var adapter = lease.Composed.Merge(input.Weights);
@@ -38,6 +39,7 @@ public sealed class MaterializeAdapter(EngineCache engine, IHubStore store, IFau
             var record = new CompositionRecord
             {
                 BaseModel = request.BaseModel,
+                Merge = request.Merge,
                 Modules = input.Modules.Select((m, i) => new ModuleWeight(m, $"modules/{m}", input.Weights[i])).ToList(),
                 Weights = input.Weights,
                 Rank = rank,

@@ -23,7 +23,8 @@ public sealed record EvaluateCandidatesInput(
     IReadOnlyList<Example> Examples,
     IReadOnlyList<double[]> Candidates,
     double L1,
-    int MaxTokens);
+    int MaxTokens,
+    string Merge = "lorahub");
 
 /// <summary>One evaluated candidate: Loss is null when the model diverged (then Objective is the worst value).</summary>
 public sealed record CandidateScore(double? Loss, double L1, double Objective);

@@ -19,6 +19,8 @@ public sealed record CompositionRequest
     [JsonPropertyName("k")] public int? K { get; init; }
     [JsonPropertyName("budget")] public int Budget { get; init; } = 40;
     [JsonPropertyName("optimizer")] public string Optimizer { get; init; } = LoraHub.Core.Optimization.Optimizers.Default;
+    /// <summary>"lorahub" (A and B merged separately, the paper's) or "linear" (exact Σ w_i ΔW_i at rank Σ r_i).</summary>
+    [JsonPropertyName("merge")] public string Merge { get; init; } = "lorahub";
     [JsonPropertyName("seed")] public int Seed { get; init; }
     [JsonPropertyName("l1")] public double L1 { get; init; } = 0.05;
     [JsonPropertyName("lower")] public double Lower { get; init; } = -1.5;

@@ -60,7 +60,7 @@ public sealed class EngineCache(IHubStore store, IOptions<LoraHubOptions> option
     /// this order. Everything is fetched from the hub before the model is locked; the composition's stacked weights
     /// are cached per model by names and versions.
     /// </summary>
-    public async Task<ModelLease> AcquireAsync(string baseModel, HubArea area, IReadOnlyList<string> names, CancellationToken ct = default)
+    public async Task<ModelLease> AcquireAsync(string baseModel, HubArea area, IReadOnlyList<string> names, CancellationToken ct = default, MergeMode merge = MergeMode.LoraHub)
     {
         var item = await store.MaterializeAsync(HubArea.Models, baseModel, ct);
         var parts = await Task.WhenAll(names.Select(n => store.MaterializeAsync(area, n, ct)));
@@ -91,7 +91,7 @@ public sealed class EngineCache(IHubStore store, IOptions<LoraHubOptions> option
             var lease = new ModelLease(entry, settings.MaxCompositionsPerModel);
             try
             {
-                if (parts.Length > 0) lease.Compose(area, parts);
+                if (parts.Length > 0) lease.Compose(area, parts, merge);
             }
             catch
             {
@@ -236,9 +236,9 @@ public sealed class ModelLease : IDisposable
     public ComposedModel Composed => composed ?? throw new InvalidOperationException("this lease was taken without modules");
     private ComposedModel? composed;
 
-    internal void Compose(HubArea area, IReadOnlyList<MaterializedItem> items)
+    internal void Compose(HubArea area, IReadOnlyList<MaterializedItem> items, MergeMode merge)
     {
-        var key = string.Join("|", items.Select(i => $"{area}/{i.Name}@{i.Version}"));
+        var key = merge.Name() + ":" + string.Join("|", items.Select(i => $"{area}/{i.Name}@{i.Version}"));
         var found = entry.Compositions.FindIndex(c => c.Key == key);
         CompositionEntry composition;
         if (found >= 0)
@@ -252,7 +252,7 @@ public sealed class ModelLease : IDisposable
             try
             {
                 foreach (var item in items) modules.Add(LoraModule.Load(item.LocalPath, item.Name));
-                composition = new CompositionEntry(key, new ComposedModel(Model, modules), modules);
+                composition = new CompositionEntry(key, new ComposedModel(Model, modules, merge), modules);
             }
             catch
             {

@@ -51,7 +51,7 @@ public static class ComposeOrchestrator
             if (batch.Count == 0) break;
             var chunks = batch.Chunk(Math.Max(1, request.ChunkSize)).Select(chunk =>
                 context.CallActivityAsync<CandidateScores>(nameof(EvaluateCandidates),
-                    new EvaluateCandidatesInput(request.BaseModel, selected.Names, request.Examples, chunk, request.L1, request.MaxTokens), Retry));
+                    new EvaluateCandidatesInput(request.BaseModel, selected.Names, request.Examples, chunk, request.L1, request.MaxTokens, request.Merge), Retry));
             var scores = (await Task.WhenAll(chunks)).SelectMany(c => c.Scores).ToList();
             if (scores.Count != batch.Count)
                 throw new InvalidOperationException($"EvaluateCandidates returned {scores.Count} scores for {batch.Count} candidates");

@@ -16,7 +16,7 @@ public static class CompositionSpec
 {
     /// <summary>The settings keys: base, modules (list) or k, budget, optimizer, seed, l1 and the finer ones.</summary>
     public static readonly IReadOnlyList<string> SettingKeys =
-        ["base", "modules", "k", "budget", "optimizer", "seed", "l1", "population", "chunk_size", "max_tokens", "lower", "upper", "initial_step"];
+        ["base", "modules", "k", "budget", "optimizer", "merge", "seed", "l1", "population", "chunk_size", "max_tokens", "lower", "upper", "initial_step"];
 
     /// <summary>Reads a sidecar file's JSON text: a JSON object of settings.</summary>
     public static JsonObject ParseSettingsFile(string text, string file)
@@ -64,6 +64,7 @@ public static class CompositionSpec
             K = Int(settings, "k", where, 1, 1000),
             Budget = Int(settings, "budget", where, 1, limits.MaxBudget) ?? defaults.Budget,
             Optimizer = Str(settings, "optimizer", where) ?? defaults.Optimizer,
+            Merge = Str(settings, "merge", where) ?? defaults.Merge,
             Seed = Int(settings, "seed", where, int.MinValue, int.MaxValue) ?? defaults.Seed,
             L1 = Num(settings, "l1", where, 0, 1000) ?? defaults.L1,
             Population = Int(settings, "population", where, 1, 10_000),
@@ -74,6 +75,8 @@ public static class CompositionSpec
             InitialStep = Num(settings, "initial_step", where, 1e-9, 100) ?? defaults.InitialStep,
             Source = source,
         };
+        if (!LoraHub.Core.Lora.MergeModes.Names.Contains(request.Merge))
+            throw new RequestException($"{where}: unknown merge \"{request.Merge}\" (known: {string.Join(", ", LoraHub.Core.Lora.MergeModes.Names)})", where);
         if (!Optimizers.Names.Contains(request.Optimizer))
             throw new RequestException($"{where}: unknown optimizer \"{request.Optimizer}\" (known: {string.Join(", ", Optimizers.Names)})", where);
         if (!(request.Lower < request.Upper))
