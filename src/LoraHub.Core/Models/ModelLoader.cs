@@ -35,15 +35,28 @@ public static class ModelLoader
     {
         directory = Path.GetFullPath(directory);
         var json = ReadConfig(directory);
-        var modelType = json["model_type"] is JsonValue v && v.TryGetValue(out string? s) ? s : null;
+        var modelType = ModelType(json);
         var configPath = Path.Combine(directory, "config.json");
-        var model = modelType switch
-        {
-            "t5" => new T5ForConditionalGeneration(T5Config.FromJson(json, configPath)),
-            _ => throw new ModelFormatException(
-                $"{configPath}: model_type '{modelType ?? "(none)"}' is not supported; supported: {string.Join(", ", SupportedModelTypes.Concat(SupportedCausalModelTypes))}"
-                + (SupportedCausalModelTypes.Contains(modelType ?? "") ? $" ('{modelType}' is a decoder-only model: use LoadCausal)" : "")),
-        };
+        if (modelType != "t5")
+            throw Unsupported(configPath, modelType, SupportedCausalModelTypes.Contains(modelType ?? "") ? "a decoder-only model: use LoadCausal" : null);
+        var model = new T5ForConditionalGeneration(T5Config.FromJson(json, configPath));
+        return Populate(model, directory, dtype, device, state => CopyInto(model, state, directory));
+    }
+
+    /// <summary>config.json's model_type, or null.</summary>
+    private static string? ModelType(JsonObject json) => json["model_type"] is JsonValue v && v.TryGetValue(out string? s) ? s : null;
+
+    private static ModelFormatException Unsupported(string configPath, string? modelType, string? hint) => new(
+        $"{configPath}: model_type '{modelType ?? "(none)"}' is not supported; supported: {string.Join(", ", SupportedModelTypes.Concat(SupportedCausalModelTypes))}"
+        + (hint is null ? "" : $" ('{modelType}' is {hint})"));
+
+    /// <summary>
+    /// Copies the folder's checkpoint into a freshly built model of any family, converts it to dtype, moves it to the
+    /// device and freezes it (only LoRA is ever trained); the model is disposed when anything fails.
+    /// </summary>
+    private static T Populate<T>(T model, string directory, ScalarType dtype, Device? device, Action<Dictionary<string, Tensor>> copy)
+        where T : nn.Module
+    {
         try
         {
             Dictionary<string, Tensor> state;
@@ -57,7 +70,7 @@ public static class ModelLoader
             }
             try
             {
-                CopyInto(model, state, directory);
+                copy(state);
             }
             finally
             {
@@ -126,8 +139,8 @@ public static class ModelLoader
     /// <summary>True when config.json's model_type is a decoder-only family (load it with <see cref="LoadCausal"/>).</summary>
     public static bool IsCausal(string directory)
     {
-        var json = ReadConfig(Path.GetFullPath(directory));
-        return json["model_type"] is JsonValue v && v.TryGetValue(out string? s) && SupportedCausalModelTypes.Contains(s);
+        var modelType = ModelType(ReadConfig(Path.GetFullPath(directory)));
+        return modelType is not null && SupportedCausalModelTypes.Contains(modelType);
     }
 
     /// <summary>The decoder-only model_type values <see cref="LoadCausal"/> builds.</summary>
@@ -142,43 +155,12 @@ public static class ModelLoader
     {
         directory = Path.GetFullPath(directory);
         var json = ReadConfig(directory);
-        var modelType = json["model_type"] is JsonValue v && v.TryGetValue(out string? s) ? s : null;
+        var modelType = ModelType(json);
         var configPath = Path.Combine(directory, "config.json");
         if (modelType is null || !SupportedCausalModelTypes.Contains(modelType))
-            throw new ModelFormatException(
-                $"{configPath}: model_type '{modelType ?? "(none)"}' is not supported; supported: {string.Join(", ", SupportedModelTypes.Concat(SupportedCausalModelTypes))}"
-                + (SupportedModelTypes.Contains(modelType ?? "") ? $" ('{modelType}' is an encoder-decoder model: use Load)" : ""));
+            throw Unsupported(configPath, modelType, SupportedModelTypes.Contains(modelType ?? "") ? "an encoder-decoder model: use Load" : null);
         var model = new LlamaForCausalLM(LlamaConfig.FromJson(json, configPath));
-        try
-        {
-            Dictionary<string, Tensor> state;
-            try
-            {
-                state = StateDict.LoadModelFolder(directory, dtype);
-            }
-            catch (TensorFileException e)
-            {
-                throw new ModelFormatException(e.Message, e);
-            }
-            try
-            {
-                CopyParameters(model, state, directory);
-            }
-            finally
-            {
-                foreach (var t in state.Values) t.Dispose();
-            }
-            model.to(dtype);
-            if (device is not null) model.to(device);
-            foreach (var p in model.parameters()) p.requires_grad = false;
-            model.eval();
-            return model;
-        }
-        catch
-        {
-            model.Dispose();
-            throw;
-        }
+        return Populate(model, directory, dtype, device, state => CopyParameters(model, state, directory));
     }
 
     /// <summary>The tokenizer of a decoder-only model folder: tokenizer.model (SentencePiece BPE, Llama 2 / Mistral).</summary>
