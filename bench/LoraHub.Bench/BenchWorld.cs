@@ -29,7 +29,7 @@ internal static class BenchWorld
         // The real T5 tokenizer, for benches that start from text.
         var spiece = Path.Combine(AppContext.BaseDirectory, "spiece.model");
         if (File.Exists(spiece)) File.Copy(spiece, Path.Combine(dir, "spiece.model"), overwrite: true);
-        return ModelLoader.Load(dir);
+        return ModelLoader.LoadSeq2Seq(dir);
     }
 
     public static List<string> AttentionQv(ISeq2SeqModel model) => model.Module.named_modules().Select(m => m.name)

@@ -25,7 +25,7 @@ public static class CompositionOverhead
         string Words(int n) => string.Join(' ', Enumerable.Range(0, n).Select(_ => $"w{rng.Next(1000)}"));
         // About 100 input tokens and 10 label tokens each with the real T5 tokenizer.
         var examples = Enumerable.Range(0, 5).Select(_ => new Example(Words(34), Words(3))).ToList();
-        var tokenized = ExampleTokenizer.Tokenize(tokenizer, examples, out _);
+        var tokenized = ExampleTokenizer.Tokenize(FewShotFormat.EncoderDecoder, tokenizer, examples, out _);
         Console.WriteLine($"examples: {tokenized.Average(t => t.InputIds.Length):F0} input and {tokenized.Average(t => t.Labels.Length):F0} label tokens on average");
 
         double BaseEvaluation()

@@ -47,11 +47,11 @@ public sealed class ComposeOrchestratorTests(FunctionsHub hub)
         Assert.True(record.Best.Objective < record.History[0].Objective, "the search improved on w = 0");
 
         // Scored on its own (weight 1), the adapter gives the loss recorded as the best.
-        using var model = ModelLoader.Load(FunctionsHub.TinyT5);
+        using var model = ModelLoader.LoadSeq2Seq(FunctionsHub.TinyT5);
         using var module = LoraModule.Load(adapter.LocalPath);
         using var composed = new ComposedModel(model, [module]);
         composed.SetWeights([1.0]);
-        var tokenized = ExampleTokenizer.Tokenize(ModelLoader.LoadTokenizer(FunctionsHub.TinyT5), FunctionsHub.Examples, out _);
+        var tokenized = ExampleTokenizer.Tokenize(FewShotFormat.EncoderDecoder, ModelLoader.LoadTokenizer(FunctionsHub.TinyT5), FunctionsHub.Examples, out _);
         var loss = Seq2Seq.ExampleLosses(model, tokenized).Average();
         Assert.InRange(Math.Abs(loss - record.Best.Loss), 0, 1e-4);
     }
@@ -67,10 +67,10 @@ public sealed class ComposeOrchestratorTests(FunctionsHub hub)
         Assert.Equal("linear", record.Merge);
         using var module = LoraModule.Load(adapter.LocalPath);
         Assert.Equal(3 * 4, module.Rank); // rank Σ r_i of the three rank-4 modules
-        using var model = ModelLoader.Load(FunctionsHub.TinyT5);
+        using var model = ModelLoader.LoadSeq2Seq(FunctionsHub.TinyT5);
         using var composed = new ComposedModel(model, [module]);
         composed.SetWeights([1.0]);
-        var tokenized = ExampleTokenizer.Tokenize(ModelLoader.LoadTokenizer(FunctionsHub.TinyT5), FunctionsHub.Examples, out _);
+        var tokenized = ExampleTokenizer.Tokenize(FewShotFormat.EncoderDecoder, ModelLoader.LoadTokenizer(FunctionsHub.TinyT5), FunctionsHub.Examples, out _);
         Assert.InRange(Math.Abs(Seq2Seq.ExampleLosses(model, tokenized).Average() - record.Best!.Loss), 0, 1e-5);
     }
 
@@ -170,7 +170,7 @@ public sealed class ComposeOrchestratorTests(FunctionsHub hub)
         var record = await Record("race");
         Assert.Equal(w, record.Weights);
         var published = await hub.Store.ReadFileAsync(HubArea.Adapters, "race/adapter_model.safetensors");
-        using var model = ModelLoader.Load(FunctionsHub.TinyT5);
+        using var model = ModelLoader.LoadSeq2Seq(FunctionsHub.TinyT5);
         var modules = FunctionsHub.Modules.Select(m => LoraModule.Load(FunctionsHub.ModuleFolder(m), m)).ToList();
         using var temp = new TempFolder();
         using (var composed = new ComposedModel(model, modules))

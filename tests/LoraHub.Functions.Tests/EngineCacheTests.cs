@@ -22,7 +22,7 @@ public sealed class EngineCacheTests(FunctionsHub hub)
         try
         {
             using var cache = NewCache(maxModels: 1);
-            ISeq2SeqModel first;
+            IAdaptableModel first;
             using (var lease = await cache.AcquireAsync(FunctionsHub.BaseModel)) first = lease.Model;
             using (var lease = await cache.AcquireAsync(FunctionsHub.BaseModel)) Assert.Same(first, lease.Model);
             Assert.Equal(1, cache.ModelLoads);
@@ -59,7 +59,7 @@ public sealed class EngineCacheTests(FunctionsHub hub)
         await hub.Store.PublishFolderAsync(HubArea.Modules, "changing", FunctionsHub.ModuleFolder("lora_0"), "adapter_config.json");
         try
         {
-            var examples = ExampleTokenizer.Tokenize(ModelLoader.LoadTokenizer(FunctionsHub.TinyT5), FunctionsHub.Examples, out _);
+            var examples = ExampleTokenizer.Tokenize(FewShotFormat.EncoderDecoder, ModelLoader.LoadTokenizer(FunctionsHub.TinyT5), FunctionsHub.Examples, out _);
             async Task<(object Composed, double Loss)> Score()
             {
                 using var lease = await cache.AcquireAsync(FunctionsHub.BaseModel, HubArea.Modules, ["changing"]);

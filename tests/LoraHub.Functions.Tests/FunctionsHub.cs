@@ -24,7 +24,7 @@ namespace LoraHub.Functions.Tests;
 /// through the hub store, the app's own services (LoraHubServices.AddLoraHub), and a Durable in-process test host
 /// running the real ComposeOrchestrator and the real activities resolved from those services.
 /// </summary>
-public sealed class FunctionsHub : IAsyncLifetime
+public class FunctionsHub : IAsyncLifetime
 {
     public const string BaseModel = "tiny-t5";
     public static readonly string[] Modules = ["lora_0", "lora_1", "lora_2"];
@@ -68,10 +68,15 @@ public sealed class FunctionsHub : IAsyncLifetime
         services.AddLoraHub(configuration);
         Services = services.BuildServiceProvider();
 
+        await PublishHubAsync();
+        Durable = await DurableTaskTestHost.StartAsync(Register);
+    }
+
+    /// <summary>Uploads the hub the tests compose on: the base model and its modules.</summary>
+    protected virtual async Task PublishHubAsync()
+    {
         await Store.PublishFolderAsync(HubArea.Models, BaseModel, TinyT5, "config.json");
         foreach (var m in Modules) await Store.PublishFolderAsync(HubArea.Modules, m, ModuleFolder(m), "adapter_config.json");
-
-        Durable = await DurableTaskTestHost.StartAsync(Register);
     }
 
     /// <summary>The orchestrator and the activities, as the Functions host would run them.</summary>

@@ -30,21 +30,14 @@ internal static class GenerateCommand
             var dir = parse.GetValue(baseDir)!;
             var dt = Common.ParseDType(parse.GetValue(dtype)!);
             var mode = MergeModes.Parse(parse.GetValue(merge)!);
-            var causal = ModelLoader.IsCausal(dir); // reads config.json first: a wrong folder is reported as such
+            var fewShot = ModelLoader.FormatOf(dir); // reads config.json first: a wrong folder is reported as such
             var tokenizer = ModelLoader.LoadTokenizer(dir);
             int[] ids;
-            if (causal)
+            using (var model = ModelLoader.Load(dir, dt))
+            using (Common.Compose(model, moduleDirs, w, mode))
             {
-                // Decoder-only: continue after bos + tokens(input); the prompt is not part of the output.
-                using var model = ModelLoader.LoadCausal(dir, dt);
-                using var composed = Common.Compose(model, moduleDirs, w, mode);
-                ids = CausalLm.Greedy(model, CausalExample.Prompt(tokenizer, parse.GetValue(input)!), parse.GetValue(maxNew));
-            }
-            else
-            {
-                using var model = ModelLoader.Load(dir, dt);
-                using var composed = Common.Compose(model, moduleDirs, w, mode);
-                ids = Seq2Seq.Greedy(model, tokenizer.Encode(parse.GetValue(input)!).Ids.ToArray(), parse.GetValue(maxNew));
+                // Decoder-only models continue after bos + tokens(input); the prompt is not part of the output.
+                ids = model.Greedy(fewShot.PromptIds(tokenizer, parse.GetValue(input)!), parse.GetValue(maxNew));
             }
             // The embedding may have rows past the tokenizer's vocabulary (32100..32127 in T5); they carry no text.
             var text = tokenizer.Decode(ids.Where(i => i < tokenizer.VocabSize));

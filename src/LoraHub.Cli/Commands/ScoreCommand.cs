@@ -35,9 +35,15 @@ internal static class ScoreCommand
             if (parse.GetValue(batch) < 1) throw new UsageException("--batch-size must be at least 1");
             var set = ExampleFile.Load(parse.GetValue(examples)!);
             var dir = parse.GetValue(baseDir)!;
-            var losses = ModelLoader.IsCausal(dir)
-                ? CausalLosses(dir, set, moduleDirs, w, parse.GetValue(batch), Common.ParseDType(parse.GetValue(dtype)!), MergeModes.Parse(parse.GetValue(merge)!))
-                : Seq2SeqLosses(dir, set, moduleDirs, w, parse.GetValue(batch), Common.ParseDType(parse.GetValue(dtype)!), MergeModes.Parse(parse.GetValue(merge)!));
+            double[] losses;
+            // The folder's model_type picks the family; each tokenizes examples its own way (FewShotFormat).
+            using (var model = ModelLoader.Load(dir, Common.ParseDType(parse.GetValue(dtype)!)))
+            {
+                var tokenizer = ModelLoader.LoadTokenizer(dir);
+                using var composed = Common.Compose(model, moduleDirs, w, MergeModes.Parse(parse.GetValue(merge)!));
+                var tokenized = set.Select(e => model.Format.Tokenize(tokenizer, e.Input, e.Output)).ToList();
+                losses = tokenized.Chunk(parse.GetValue(batch)).SelectMany(model.ExampleLosses).ToArray();
+            }
             var loss = losses.Average();
             var reg = w is null ? 0.0 : parse.GetValue(l1) * w.Average(Math.Abs);
             if (parse.GetValue(format) == "json")
@@ -58,24 +64,5 @@ internal static class ScoreCommand
             return 0;
         }));
         return command;
-    }
-
-    private static double[] Seq2SeqLosses(string dir, IReadOnlyList<Example> set, string[] moduleDirs, double[]? w, int batch, TorchSharp.torch.ScalarType dtype, MergeMode merge)
-    {
-        using var model = ModelLoader.Load(dir, dtype);
-        var tokenizer = ModelLoader.LoadTokenizer(dir);
-        using var composed = Common.Compose(model, moduleDirs, w, merge);
-        var tokenized = set.Select(e => new TokenizedExample(tokenizer.Encode(e.Input).Ids.ToArray(), tokenizer.Encode(e.Output).Ids.ToArray())).ToList();
-        return tokenized.Chunk(batch).SelectMany(c => Seq2Seq.ExampleLosses(model, c)).ToArray();
-    }
-
-    /// <summary>Decoder-only: bos + input + output + eos, input and output tokenized separately, loss on output and eos.</summary>
-    private static double[] CausalLosses(string dir, IReadOnlyList<Example> set, string[] moduleDirs, double[]? w, int batch, TorchSharp.torch.ScalarType dtype, MergeMode merge)
-    {
-        using var model = ModelLoader.LoadCausal(dir, dtype);
-        var tokenizer = ModelLoader.LoadTokenizer(dir);
-        using var composed = Common.Compose(model, moduleDirs, w, merge);
-        var tokenized = set.Select(e => CausalExample.FromText(tokenizer, e.Input, e.Output)).ToList();
-        return tokenized.Chunk(batch).SelectMany(c => CausalLm.ExampleLosses(model, c)).ToArray();
     }
 }

@@ -23,7 +23,7 @@ internal static class TrainCommand
         var output = new Option<string>("--out") { Description = "folder to write the PEFT module into (adapter_config.json, adapter_model.safetensors, lorahub-train.json)", Required = true };
         var rank = new Option<int>("--rank") { Description = "LoRA rank r", DefaultValueFactory = _ => defaults.Rank };
         var alpha = new Option<double>("--alpha") { Description = "lora_alpha (the update is scaled by alpha / r)", DefaultValueFactory = _ => defaults.Alpha };
-        var targets = new Option<string>("--targets") { Description = "last name part of the Linear layers to adapt, comma separated", DefaultValueFactory = _ => string.Join(',', defaults.Targets) };
+        var targets = new Option<string>("--targets") { Description = "last name part of the Linear layers to adapt, comma separated (default: the model's q and v projections, q,v for T5 and q_proj,v_proj for Llama)", DefaultValueFactory = _ => "" };
         var steps = new Option<int>("--steps") { Description = "optimisation steps", DefaultValueFactory = _ => defaults.Steps };
         var lr = new Option<double>("--lr") { Description = "peak learning rate (linear warm-up, then linear decay)", DefaultValueFactory = _ => defaults.LearningRate };
         var aLr = new Option<double?>("--a-lr") { Description = "separate learning rate for A (default: --lr; ignored with --freeze-a)" };
@@ -42,7 +42,8 @@ internal static class TrainCommand
             {
                 Rank = parse.GetValue(rank),
                 Alpha = parse.GetValue(alpha),
-                Targets = (parse.GetValue(targets) ?? "").Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries),
+                Targets = string.IsNullOrWhiteSpace(parse.GetValue(targets)) ? null
+                    : parse.GetValue(targets)!.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries),
                 Steps = parse.GetValue(steps),
                 LearningRate = parse.GetValue(lr),
                 ALearningRate = parse.GetValue(aLr),
@@ -67,8 +68,8 @@ internal static class TrainCommand
             using var model = ModelLoader.Load(dir);
             var tokenizer = ModelLoader.LoadTokenizer(dir);
             var tokenized = examples.Select(e => new TokenizedExample(
-                ExampleTokenizer.Truncate(tokenizer.Encode(e.Input).Ids, parse.GetValue(maxTokens), tokenizer.EosId, out _),
-                tokenizer.Encode(e.Output).Ids.ToArray())).ToList();
+                ExampleTokenizer.Truncate(model.Format.PromptIds(tokenizer, e.Input), parse.GetValue(maxTokens), tokenizer.EosId, out _),
+                model.Format.TargetIds(tokenizer, e.Output))).ToList();
             LoraTrainingResult result;
             try
             {

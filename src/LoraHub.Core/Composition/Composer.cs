@@ -53,7 +53,7 @@ public sealed record CompositionProgress(string Phase, int Done, int Total, doub
 /// The LoraHub loop: select K modules, search their weights with a gradient-free optimizer on the few-shot
 /// objective within the budget, merge the best weights into one adapter.
 /// </summary>
-public sealed class Composer(ISeq2SeqModel model, ITextTokenizer tokenizer)
+public sealed class Composer(IAdaptableModel model, ITextTokenizer tokenizer)
 {
     public CompositionResult Compose(IReadOnlyList<ModuleRef> pool, IReadOnlyList<Example> examples, CompositionSettings settings,
         string baseModelName, IProgress<CompositionProgress>? progress = null)
@@ -61,7 +61,7 @@ public sealed class Composer(ISeq2SeqModel model, ITextTokenizer tokenizer)
         settings.Validate(pool.Count);
         if (examples.Count == 0) throw new CompositionException("no examples to compose from");
         var clock = Stopwatch.StartNew();
-        var tokenized = ExampleTokenizer.Tokenize(tokenizer, examples, out var warnings, settings.MaxTokens);
+        var tokenized = ExampleTokenizer.Tokenize(model.Format, tokenizer, examples, out var warnings, settings.MaxTokens);
         var k = settings.Select ?? pool.Count;
 
         // 1. Select the modules.

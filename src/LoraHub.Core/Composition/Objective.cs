@@ -17,16 +17,14 @@ public sealed class FewShotObjective(ComposedModel composed, IReadOnlyList<Token
     public IReadOnlyList<TokenizedExample> Examples { get; } = examples;
     public double L1Coefficient { get; } = l1Coefficient;
 
-    // The search runs on encoder-decoder models today; decoder-only models score through CausalLm (lorahub score).
-    private ISeq2SeqModel Model => Composed.Model as ISeq2SeqModel
-        ?? throw new NotSupportedException("composition search supports encoder-decoder models only so far; decoder-only models can be scored and generated with");
+    private IAdaptableModel Model => Composed.Model;
 
     public double L1(IReadOnlyList<double> w) => L1Coefficient * w.Average(Math.Abs);
 
     public ObjectiveValue Evaluate(IReadOnlyList<double> w)
     {
         Composed.SetWeights(w);
-        var losses = Examples.Chunk(maxRowsPerForward).SelectMany(c => Seq2Seq.ExampleLosses(Model, c)).ToArray();
+        var losses = Examples.Chunk(maxRowsPerForward).SelectMany(c => Model.ExampleLosses(c)).ToArray();
         return Value(losses, w);
     }
 
@@ -43,7 +41,7 @@ public sealed class FewShotObjective(ComposedModel composed, IReadOnlyList<Token
         {
             Composed.SetCandidates(group);
             var rows = group.SelectMany(_ => Examples).ToList();
-            var losses = Seq2Seq.ExampleLosses(Model, rows);
+            var losses = Model.ExampleLosses(rows);
             for (var c = 0; c < group.Length; c++)
                 results.Add(Value(losses.Skip(c * Examples.Count).Take(Examples.Count).ToArray(), group[c]));
         }

@@ -70,7 +70,7 @@ public sealed class BbhRunner(BbhSettings settings, IReadOnlyList<ModuleRef> poo
         return new BbhPlan(outDirectory, Protocol, tasks, finished);
     }
 
-    public BbhResults Run(ISeq2SeqModel model, ITextTokenizer tokenizer, BbhPlan plan, IProgress<BbhProgress>? progress = null)
+    public BbhResults Run(IAdaptableModel model, ITextTokenizer tokenizer, BbhPlan plan, IProgress<BbhProgress>? progress = null)
     {
         Directory.CreateDirectory(Path.Combine(plan.OutDirectory, TasksFolder));
         var results = new Dictionary<string, BbhTaskResult>(plan.Finished, StringComparer.Ordinal);
@@ -110,7 +110,7 @@ public sealed class BbhRunner(BbhSettings settings, IReadOnlyList<ModuleRef> poo
         return summary;
     }
 
-    private BbhTaskResult RunTask(ISeq2SeqModel model, ITextTokenizer tokenizer, BbhSplit split, Where at)
+    private BbhTaskResult RunTask(IAdaptableModel model, ITextTokenizer tokenizer, BbhSplit split, Where at)
     {
         var started = DateTimeOffset.UtcNow;
         var clock = Stopwatch.StartNew();
@@ -146,7 +146,7 @@ public sealed class BbhRunner(BbhSettings settings, IReadOnlyList<ModuleRef> poo
         };
     }
 
-    private BbhSeedResult RunSeed(ISeq2SeqModel model, ITextTokenizer tokenizer, BbhSplit split, IReadOnlyList<Example> shots,
+    private BbhSeedResult RunSeed(IAdaptableModel model, ITextTokenizer tokenizer, BbhSplit split, IReadOnlyList<Example> shots,
         IReadOnlyList<Example> scored, int seed, Where at)
     {
         var composition = new CompositionSettings
@@ -197,7 +197,7 @@ public sealed class BbhRunner(BbhSettings settings, IReadOnlyList<ModuleRef> poo
         };
     }
 
-    private BbhScore Score(ISeq2SeqModel model, ITextTokenizer tokenizer, BbhSplit split, IReadOnlyList<Example> examples, string stage, int? seed, Where at)
+    private BbhScore Score(IAdaptableModel model, ITextTokenizer tokenizer, BbhSplit split, IReadOnlyList<Example> examples, string stage, int? seed, Where at)
     {
         var clock = Stopwatch.StartNew();
         at.Report(stage, 0, examples.Count, seed);

@@ -184,7 +184,7 @@ public sealed class ComposedModel : IDisposable
             var (a, b) = Merged(t, w);
             layers[t.Path] = (a.squeeze(0).cpu().contiguous().DetachFromDisposeScope(), (b.squeeze(0) / divide).cpu().contiguous().DetachFromDisposeScope());
         }
-        return new MergedAdapter(Rank, alpha, rslora, layers);
+        return new MergedAdapter(Rank, alpha, rslora, layers, Model.PeftTaskType);
     }
 
     private void CheckWeights(IReadOnlyList<double> weights)

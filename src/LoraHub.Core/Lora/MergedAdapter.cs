@@ -6,8 +6,12 @@ using static TorchSharp.torch;
 namespace LoraHub.Core.Lora;
 
 /// <summary>A single LoRA adapter (per layer A [r, in], B [out, r], unscaled) ready to be written as PEFT files.</summary>
-public sealed class MergedAdapter(int rank, double loraAlpha, bool useRslora, IReadOnlyDictionary<string, (Tensor A, Tensor B)> layers) : IDisposable
+public sealed class MergedAdapter(int rank, double loraAlpha, bool useRslora, IReadOnlyDictionary<string, (Tensor A, Tensor B)> layers,
+    string taskType = "SEQ_2_SEQ_LM") : IDisposable
 {
+    /// <summary>PEFT's task_type: SEQ_2_SEQ_LM (T5) or CAUSAL_LM (decoder-only), from the model the adapter is for.</summary>
+    public string TaskType { get; } = taskType;
+
     public int Rank { get; } = rank;
     public double LoraAlpha { get; } = loraAlpha;
     public bool UseRslora { get; } = useRslora;
@@ -18,7 +22,7 @@ public sealed class MergedAdapter(int rank, double loraAlpha, bool useRslora, IR
     /// PeftModel.from_pretrained loads the folder unchanged. target_modules lists the layer names' last parts
     /// (q, v, ...), as PEFT does. Files are written to temporary names and renamed into place.
     /// </summary>
-    public void Save(string directory, string baseModelNameOrPath, string taskType = "SEQ_2_SEQ_LM")
+    public void Save(string directory, string baseModelNameOrPath)
     {
         Directory.CreateDirectory(directory);
         var tensors = new Dictionary<string, Tensor>();
@@ -49,7 +53,7 @@ public sealed class MergedAdapter(int rank, double loraAlpha, bool useRslora, IR
             ["rank_pattern"] = new JsonObject(),
             ["revision"] = null,
             ["target_modules"] = new JsonArray(targets.Select(t => (JsonNode)JsonValue.Create(t)!).ToArray()),
-            ["task_type"] = taskType,
+            ["task_type"] = TaskType,
             ["use_rslora"] = UseRslora,
         };
         var configPath = Path.Combine(directory, LoraModule.ConfigFile);

@@ -20,7 +20,7 @@ public sealed record CausalExample(int[] PromptIds, int[] CompletionIds)
 
     /// <summary>Tokenizes input and output separately with the tokenizer's bos and eos (see <see cref="Join"/>).</summary>
     public static CausalExample FromText(ITextTokenizer tokenizer, string input, string output) =>
-        Join(tokenizer.BosId, tokenizer.Encode(input, addSpecialTokens: false).Ids, tokenizer.Encode(output, addSpecialTokens: false).Ids, tokenizer.EosId);
+        Of(FewShotFormat.DecoderOnly.Tokenize(tokenizer, input, output));
 
     /// <summary>The generation prompt for an input: [bos] + tokens(input).</summary>
     public static int[] Prompt(ITextTokenizer tokenizer, string input)
@@ -28,6 +28,9 @@ public sealed record CausalExample(int[] PromptIds, int[] CompletionIds)
         var ids = tokenizer.Encode(input, addSpecialTokens: false).Ids;
         return tokenizer.BosId is int b ? [b, .. ids] : [.. ids];
     }
+
+    /// <summary>A family-neutral tokenized example read the decoder-only way: prompt = InputIds, completion = Labels.</summary>
+    public static CausalExample Of(TokenizedExample example) => new(example.InputIds, example.Labels);
 
     /// <summary>PromptIds ++ CompletionIds.</summary>
     public int[] InputIds => [.. PromptIds, .. CompletionIds];

@@ -6,20 +6,11 @@ namespace LoraHub.Core.Models;
 /// <summary>What scoring, training and generation need from a decoder-only (causal) language model.</summary>
 public interface ICausalLanguageModel : IAdaptableModel
 {
-
     /// <summary>config.json's bos_token_id (whether a text starts with it is the tokenizer's decision).</summary>
     int? BosTokenId { get; }
 
-    /// <summary>The first of config.json's eos_token_id(s).</summary>
-    int EosTokenId { get; }
-
-    /// <summary>Every id that ends generation (Llama 3 configs list several).</summary>
+    /// <summary>Every id that ends generation (Llama 3 configs list several; <see cref="IAdaptableModel.EosTokenId"/> is the first).</summary>
     IReadOnlyList<int> EosTokenIds { get; }
-
-    /// <summary>Id written into padded positions (they are masked, so its value never matters).</summary>
-    int PadTokenId { get; }
-
-    int VocabSize { get; }
 
     /// <summary>
     /// Logits [batch, length, vocab] for ids [batch, length]. attentionMask [batch, cached + length] holds 1 for tokens
@@ -30,4 +21,13 @@ public interface ICausalLanguageModel : IAdaptableModel
 
     /// <summary>An empty key/value cache for one generation.</summary>
     CausalCache NewCache();
+
+    // bos + tokens(input) + tokens(output) + eos, scored on tokens(output) + eos (FewShotFormat.DecoderOnly).
+    string IAdaptableModel.PeftTaskType => "CAUSAL_LM";
+    IReadOnlyList<string> IAdaptableModel.DefaultLoraTargets => ["q_proj", "v_proj"];
+    FewShotFormat IAdaptableModel.Format => FewShotFormat.DecoderOnly;
+    double[] IAdaptableModel.ExampleLosses(IReadOnlyList<TokenizedExample> batch) => CausalLm.ExampleLosses(this, batch.Select(CausalExample.Of).ToList());
+    Tensor IAdaptableModel.PerExampleLoss(IReadOnlyList<TokenizedExample> batch) => CausalLm.PerExampleLoss(this, batch.Select(CausalExample.Of).ToList());
+    int[] IAdaptableModel.Greedy(int[] promptIds, int maxNewTokens, bool stopAtEos) => CausalLm.Greedy(this, promptIds, maxNewTokens, stopAtEos);
+    int[][] IAdaptableModel.GreedyBatch(IReadOnlyList<int[]> prompts, int maxNewTokens) => CausalLm.GreedyBatch(this, prompts, maxNewTokens);
 }

@@ -10,7 +10,11 @@ namespace LoraHub.Core.Models;
 /// <summary>Loads a Hugging Face model folder (config.json + weights) into the model family its model_type names.</summary>
 public static class ModelLoader
 {
+    /// <summary>The encoder-decoder model_type values <see cref="LoadSeq2Seq"/> builds.</summary>
     public static readonly IReadOnlyList<string> SupportedModelTypes = ["t5"];
+
+    /// <summary>Every model_type <see cref="Load"/> accepts.</summary>
+    public static IReadOnlyList<string> AllModelTypes => [.. SupportedModelTypes, .. SupportedCausalModelTypes];
 
     public static JsonObject ReadConfig(string directory)
     {
@@ -28,17 +32,24 @@ public static class ModelLoader
     }
 
     /// <summary>
-    /// Builds the model for config.json's model_type and copies the checkpoint into it. Weights stored as
-    /// F16/BF16 are computed in F32 by default. Base weights are frozen (only LoRA is ever trained).
+    /// Builds the model of whichever family config.json's model_type names (t5 → encoder-decoder; llama, mistral,
+    /// qwen2 → decoder-only) and copies the checkpoint into it. No flag: the folder says what it is.
     /// </summary>
-    public static ISeq2SeqModel Load(string directory, ScalarType dtype = ScalarType.Float32, Device? device = null)
+    public static IAdaptableModel Load(string directory, ScalarType dtype = ScalarType.Float32, Device? device = null) =>
+        IsCausal(directory) ? LoadCausal(directory, dtype, device) : LoadSeq2Seq(directory, dtype, device);
+
+    /// <summary>
+    /// Builds the encoder-decoder model for config.json's model_type and copies the checkpoint into it. Weights
+    /// stored as F16/BF16 are computed in F32 by default. Base weights are frozen (only LoRA is ever trained).
+    /// </summary>
+    public static ISeq2SeqModel LoadSeq2Seq(string directory, ScalarType dtype = ScalarType.Float32, Device? device = null)
     {
         directory = Path.GetFullPath(directory);
         var json = ReadConfig(directory);
         var modelType = ModelType(json);
         var configPath = Path.Combine(directory, "config.json");
         if (modelType != "t5")
-            throw Unsupported(configPath, modelType, SupportedCausalModelTypes.Contains(modelType ?? "") ? "a decoder-only model: use LoadCausal" : null);
+            throw Unsupported(configPath, modelType, SupportedCausalModelTypes.Contains(modelType ?? "") ? "a decoder-only model: use Load or LoadCausal" : null);
         var model = new T5ForConditionalGeneration(T5Config.FromJson(json, configPath));
         return Populate(model, directory, dtype, device, state => CopyInto(model, state, directory));
     }
@@ -47,7 +58,7 @@ public static class ModelLoader
     private static string? ModelType(JsonObject json) => json["model_type"] is JsonValue v && v.TryGetValue(out string? s) ? s : null;
 
     private static ModelFormatException Unsupported(string configPath, string? modelType, string? hint) => new(
-        $"{configPath}: model_type '{modelType ?? "(none)"}' is not supported; supported: {string.Join(", ", SupportedModelTypes.Concat(SupportedCausalModelTypes))}"
+        $"{configPath}: model_type '{modelType ?? "(none)"}' is not supported; supported: {string.Join(", ", AllModelTypes)}"
         + (hint is null ? "" : $" ('{modelType}' is {hint})"));
 
     /// <summary>
@@ -143,6 +154,9 @@ public static class ModelLoader
         return modelType is not null && SupportedCausalModelTypes.Contains(modelType);
     }
 
+    /// <summary>The few-shot format of the folder's model family, from config.json alone (no weights are read).</summary>
+    public static FewShotFormat FormatOf(string directory) => IsCausal(directory) ? FewShotFormat.DecoderOnly : FewShotFormat.EncoderDecoder;
+
     /// <summary>The decoder-only model_type values <see cref="LoadCausal"/> builds.</summary>
     public static readonly IReadOnlyList<string> SupportedCausalModelTypes = LlamaConfig.ModelTypes;
 
@@ -158,7 +172,7 @@ public static class ModelLoader
         var modelType = ModelType(json);
         var configPath = Path.Combine(directory, "config.json");
         if (modelType is null || !SupportedCausalModelTypes.Contains(modelType))
-            throw Unsupported(configPath, modelType, SupportedModelTypes.Contains(modelType ?? "") ? "an encoder-decoder model: use Load" : null);
+            throw Unsupported(configPath, modelType, SupportedModelTypes.Contains(modelType ?? "") ? "an encoder-decoder model: use Load or LoadSeq2Seq" : null);
         var model = new LlamaForCausalLM(LlamaConfig.FromJson(json, configPath));
         return Populate(model, directory, dtype, device, state => CopyParameters(model, state, directory));
     }

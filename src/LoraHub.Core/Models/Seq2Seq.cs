@@ -3,9 +3,6 @@ using static TorchSharp.torch;
 
 namespace LoraHub.Core.Models;
 
-/// <summary>One tokenized example: encoder input ids and label ids (both ending with EOS).</summary>
-public sealed record TokenizedExample(int[] InputIds, int[] Labels);
-
 /// <summary>Teacher-forced loss and greedy generation for any encoder-decoder model.</summary>
 public static class Seq2Seq
 {

@@ -87,7 +87,7 @@ public static class ToyDemo
         : ToyTasks.Combine(task.Name, ToyTasks.PoolTask(task.Modules[0]), ToyTasks.PoolTask(task.Modules[1]));
 
     /// <summary>Exact match of every pool module alone (weight 1) on every held-out task's test set.</summary>
-    private static Dictionary<string, Dictionary<string, double>> SingleModuleScores(ISeq2SeqModel model, ToyWorld world, IReadOnlyList<ModuleRef> pool)
+    private static Dictionary<string, Dictionary<string, double>> SingleModuleScores(IAdaptableModel model, ToyWorld world, IReadOnlyList<ModuleRef> pool)
     {
         var tests = world.HeldOut.ToDictionary(t => t.Name, t => ExampleFile.Load(t.TestFile));
         var scores = world.HeldOut.ToDictionary(t => t.Name, _ => new Dictionary<string, double>());
@@ -101,7 +101,7 @@ public static class ToyDemo
         return scores;
     }
 
-    private static double UniformScore(ISeq2SeqModel model, IReadOnlyList<ModuleRef> modules, IReadOnlyList<Example> test)
+    private static double UniformScore(IAdaptableModel model, IReadOnlyList<ModuleRef> modules, IReadOnlyList<Example> test)
     {
         var loaded = modules.Select(m => LoraModule.Load(m.Directory, m.Name)).ToList();
         try
@@ -117,7 +117,7 @@ public static class ToyDemo
     }
 
     /// <summary>The needed modules with weight 1 each under the linear merge: the plain sum of their deltas.</summary>
-    private static double LinearCeiling(ISeq2SeqModel model, ToyWorld world, ToyHeldOutTask task, IReadOnlyList<Example> test)
+    private static double LinearCeiling(IAdaptableModel model, ToyWorld world, ToyHeldOutTask task, IReadOnlyList<Example> test)
     {
         var loaded = task.Modules.Select(m => LoraModule.Load(world.ModuleDirectory(m), m)).ToList();
         try
@@ -133,7 +133,7 @@ public static class ToyDemo
     }
 
     /// <summary>Attaches a composition's modules with its best weights and scores the test set.</summary>
-    private static double ScoreComposition(ISeq2SeqModel model, CompositionRecord record, IReadOnlyList<Example> test)
+    private static double ScoreComposition(IAdaptableModel model, CompositionRecord record, IReadOnlyList<Example> test)
     {
         var loaded = record.Modules.Select(m => LoraModule.Load(m.Path, m.Name)).ToList();
         try

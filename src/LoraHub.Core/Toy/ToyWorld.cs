@@ -298,7 +298,7 @@ public sealed class ToyWorld
             var baseTrainSeconds = clock.Elapsed.TotalSeconds;
 
             clock.Restart();
-            using var model = ModelLoader.Load(baseDir);
+            using var model = ModelLoader.LoadSeq2Seq(baseDir);
             var copyTest = ToyTasks.Sample(ToyTasks.Copy, options.TestExamples, seed, "copy-test", 1, options.BaseMaxLength);
             var copyExact = ExactMatchOf(model, copyTest, options);
             progress?.Report(Invariant($"base: copy exact match {copyExact:F2} ({baseTrainSeconds:F0} s)"));
@@ -333,7 +333,7 @@ public sealed class ToyWorld
                     FreezeA = true,
                 };
                 var every = Math.Max(1, options.ModuleSteps / 5);
-                using (var result = LoraTrainer.Train(model, TrainingSupport.Tokenize(tokenizer, train), trainOptions,
+                using (var result = LoraTrainer.Train(model, TrainingSupport.Tokenize(model, tokenizer, train), trainOptions,
                     new SyncProgress<TrainingProgress>(p =>
                     {
                         if (p.Step % every == 0 || p.Step == p.Steps)
@@ -491,7 +491,7 @@ public sealed class ToyWorld
     }
 
     /// <summary>Greedy exact match of the model (with whatever adapter is attached) on examples.</summary>
-    public static double ExactMatchOf(ISeq2SeqModel model, IReadOnlyList<Example> examples, ToyWorldOptions? options = null)
+    public static double ExactMatchOf(IAdaptableModel model, IReadOnlyList<Example> examples, ToyWorldOptions? options = null)
     {
         var maxNew = (options ?? ToyWorldOptions.Default).BaseMaxLength + 4;
         return Predictor.Predict(model, ToyTasks.Tokenizer, examples, maxNewTokens: maxNew, batchSize: 50).Count(p => p.Correct) / (double)examples.Count;

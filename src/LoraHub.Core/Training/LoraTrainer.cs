@@ -15,8 +15,11 @@ public sealed record LoraTrainingOptions
     public int Rank { get; init; } = 16;
     public double Alpha { get; init; } = 32;
 
-    /// <summary>Last name part of the Linear layers to wrap ("q", "v" = q and v of every attention block).</summary>
-    public IReadOnlyList<string> Targets { get; init; } = ["q", "v"];
+    /// <summary>
+    /// Last name part of the Linear layers to wrap ("q", "v" = q and v of every T5 attention block); null = the model
+    /// family's default (q, v for T5; q_proj, v_proj for Llama-family models).
+    /// </summary>
+    public IReadOnlyList<string>? Targets { get; init; }
 
     public int Steps { get; init; } = 200;
     public int BatchSize { get; init; } = 32;
@@ -58,7 +61,7 @@ public sealed record LoraTrainingOptions
     {
         if (Rank < 1) throw new ArgumentException("rank must be at least 1");
         if (!(Alpha > 0) || !double.IsFinite(Alpha)) throw new ArgumentException("alpha must be a positive number");
-        if (Targets.Count == 0 || Targets.Any(string.IsNullOrWhiteSpace)) throw new ArgumentException("targets must name at least one layer (e.g. q, v)");
+        if (Targets is not null && (Targets.Count == 0 || Targets.Any(string.IsNullOrWhiteSpace))) throw new ArgumentException("targets must name at least one layer (e.g. q, v)");
         if (Steps < 1) throw new ArgumentException("steps must be at least 1");
         if (BatchSize < 1) throw new ArgumentException("batch size must be at least 1");
         if (!(LearningRate > 0) || !double.IsFinite(LearningRate)) throw new ArgumentException("learning rate must be a positive number");
@@ -105,7 +108,7 @@ public sealed class LoraTrainingResult(MergedAdapter adapter, LoraTrainingOption
             ["examples"] = ExampleCount,
             ["rank"] = o.Rank,
             ["alpha"] = o.Alpha,
-            ["targets"] = new JsonArray(o.Targets.Select(t => (JsonNode)JsonValue.Create(t)).ToArray()),
+            ["targets"] = new JsonArray((o.Targets ?? []).Select(t => (JsonNode)JsonValue.Create(t)).ToArray()),
             ["batch_size"] = o.BatchSize,
             ["learning_rate"] = o.LearningRate,
             ["a_learning_rate"] = o.FreezeA ? null : o.ALearningRate ?? o.LearningRate,
@@ -138,7 +141,7 @@ public static class LoraTrainer
     }
 
     /// <summary>The paths of the model's Linear layers whose last name part is one of the targets, in name order.</summary>
-    public static IReadOnlyList<string> TargetPaths(ISeq2SeqModel model, IReadOnlyList<string> targets)
+    public static IReadOnlyList<string> TargetPaths(IAdaptableModel model, IReadOnlyList<string> targets)
     {
         var wanted = targets.ToHashSet(StringComparer.Ordinal);
         var linears = model.Module.named_modules().Where(m => m.module is Linear).Select(m => m.name).ToList();
@@ -151,12 +154,13 @@ public static class LoraTrainer
         return paths;
     }
 
-    public static LoraTrainingResult Train(ISeq2SeqModel model, IReadOnlyList<TokenizedExample> examples, LoraTrainingOptions options,
+    public static LoraTrainingResult Train(IAdaptableModel model, IReadOnlyList<TokenizedExample> examples, LoraTrainingOptions options,
         IProgress<TrainingProgress>? progress = null, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(options);
         options.Validate();
+        options = options with { Targets = options.Targets ?? model.DefaultLoraTargets };
         if (examples.Count == 0) throw new ArgumentException("there are no examples to train on", nameof(examples));
         var clock = Stopwatch.StartNew();
         var device = model.Module.parameters().First().device;
@@ -168,7 +172,7 @@ public static class LoraTrainer
             foreach (var (p, _) in frozen) p.requires_grad = false;
             using (var init = NewDisposeScope())
             {
-                foreach (var path in TargetPaths(model, options.Targets))
+                foreach (var path in TargetPaths(model, options.Targets!))
                 {
                     var layer = LoraInjector.Wrap(model.Module, path);
                     var a = TrainingSupport.KaimingUniformA(options.InitSeed, path, options.Rank, (int)layer.InFeatures);
@@ -202,7 +206,7 @@ public static class LoraTrainer
                     try
                     {
                         foreach (var t in targets) t.Layer.SetAdapter(t.A, t.B * options.Scale);
-                        var loss = Seq2Seq.PerExampleLoss(model, batch).mean();
+                        var loss = model.PerExampleLoss(batch).mean();
                         optimizer.zero_grad();
                         loss.backward();
                         nn.utils.clip_grad_norm_(trainable, options.ClipNorm);
@@ -225,7 +229,7 @@ public static class LoraTrainer
                 foreach (var t in targets)
                     layers[t.Path] = (t.A.detach().cpu().clone().DetachFromDisposeScope(), t.B.detach().cpu().clone().DetachFromDisposeScope());
             }
-            var adapter = new MergedAdapter(options.Rank, options.Alpha, useRslora: false, layers);
+            var adapter = new MergedAdapter(options.Rank, options.Alpha, useRslora: false, layers, model.PeftTaskType);
             return new LoraTrainingResult(adapter, options, finalLoss, losses, examples.Count, clock.Elapsed);
         }
         finally
@@ -240,7 +244,7 @@ public static class LoraTrainer
         }
     }
 
-    private static double FinalLoss(ISeq2SeqModel model, List<Target> targets, IReadOnlyList<TokenizedExample> examples, LoraTrainingOptions options)
+    private static double FinalLoss(IAdaptableModel model, List<Target> targets, IReadOnlyList<TokenizedExample> examples, LoraTrainingOptions options)
     {
         using var noGrad = no_grad();
         using var scope = NewDisposeScope();
@@ -248,7 +252,7 @@ public static class LoraTrainer
         {
             foreach (var t in targets) t.Layer.SetAdapter(t.A, t.B * options.Scale);
             var subset = examples.Take(options.FinalLossExamples).ToList();
-            return subset.Chunk(Math.Max(options.BatchSize, 32)).SelectMany(c => Seq2Seq.ExampleLosses(model, c)).Average();
+            return subset.Chunk(Math.Max(options.BatchSize, 32)).SelectMany(c => model.ExampleLosses(c)).Average();
         }
         finally
         {

@@ -26,9 +26,9 @@ public static class TrainingSupport
         return Math.Max(0.0, (steps - step) / (double)decaySteps);
     }
 
-    /// <summary>Tokenizes examples for training or scoring (input and output both end with EOS).</summary>
-    public static List<TokenizedExample> Tokenize(ITextTokenizer tokenizer, IEnumerable<Example> examples) =>
-        examples.Select(e => new TokenizedExample(tokenizer.Encode(e.Input).Ids.ToArray(), tokenizer.Encode(e.Output).Ids.ToArray())).ToList();
+    /// <summary>Tokenizes examples for training or scoring in the model family's convention.</summary>
+    public static List<TokenizedExample> Tokenize(IAdaptableModel model, ITextTokenizer tokenizer, IEnumerable<Example> examples) =>
+        examples.Select(e => model.Format.Tokenize(tokenizer, e.Input, e.Output)).ToList();
 
     /// <summary>
     /// A 64-bit seed mixed from a seed and a name (FNV-1a of the UTF-8 name, then SplitMix64), stable across

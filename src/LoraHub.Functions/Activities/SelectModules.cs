@@ -1,5 +1,6 @@
 using System.Text.Json.Nodes;
 using LoraHub.Core.Composition;
+using LoraHub.Core.Models;
 using LoraHub.Core.Tokenization;
 using LoraHub.Functions.Contracts;
 using LoraHub.Functions.Engine;
@@ -42,16 +43,17 @@ public sealed class SelectModules(IHubStore store, EngineCache engine, IFaultInj
 
         var warnings = new List<string>();
         ITextTokenizer tokenizer;
+        FewShotFormat format;
         try
         {
-            tokenizer = await engine.TokenizerAsync(input.BaseModel, ct);
+            (tokenizer, format) = await engine.TokenizerAsync(input.BaseModel, ct);
         }
         catch (HubItemNotFoundException e)
         {
             throw new CompositionInputException(e.Message);
         }
         IReadOnlyList<string> truncated;
-        lock (tokenizer) ExampleTokenizer.Tokenize(tokenizer, input.Examples, out truncated, input.MaxTokens);
+        lock (tokenizer) ExampleTokenizer.Tokenize(format, tokenizer, input.Examples, out truncated, input.MaxTokens);
         warnings.AddRange(truncated);
 
         var seeds = new List<string>();

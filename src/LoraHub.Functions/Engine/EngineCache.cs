@@ -30,23 +30,24 @@ public sealed class EngineCache(IHubStore store, IOptions<LoraHubOptions> option
     public int ModelLoads => Volatile.Read(ref modelLoads);
     private int modelLoads;
 
-    private readonly Dictionary<string, Lazy<ITextTokenizer>> tokenizers = [];
+    private readonly Dictionary<string, Lazy<(ITextTokenizer, FewShotFormat)>> tokenizers = [];
 
     /// <summary>
     /// The base model's tokenizer alone (no weights loaded), cached by model version. Encoding is guarded by a lock
     /// on the returned object: callers lock it while they tokenize.
     /// </summary>
-    public async Task<ITextTokenizer> TokenizerAsync(string baseModel, CancellationToken ct = default)
+    public async Task<(ITextTokenizer Tokenizer, FewShotFormat Format)> TokenizerAsync(string baseModel, CancellationToken ct = default)
     {
         var item = await store.MaterializeAsync(HubArea.Models, baseModel, ct);
-        Lazy<ITextTokenizer> lazy;
+        Lazy<(ITextTokenizer, FewShotFormat)> lazy;
         lock (tokenizers)
         {
             var key = $"{item.Name}@{item.Version}";
             if (!tokenizers.TryGetValue(key, out lazy!))
             {
                 foreach (var stale in tokenizers.Keys.Where(k => k.StartsWith(item.Name + "@", StringComparison.Ordinal)).ToList()) tokenizers.Remove(stale);
-                tokenizers[key] = lazy = new Lazy<ITextTokenizer>(() => ModelLoader.LoadTokenizer(item.LocalPath), LazyThreadSafetyMode.PublicationOnly);
+                tokenizers[key] = lazy = new Lazy<(ITextTokenizer, FewShotFormat)>(
+                    () => (ModelLoader.LoadTokenizer(item.LocalPath), ModelLoader.FormatOf(item.LocalPath)), LazyThreadSafetyMode.PublicationOnly);
             }
         }
         return lazy.Value;
@@ -183,7 +184,7 @@ internal sealed class ModelEntry(string key, MaterializedItem item) : IDisposabl
     public MaterializedItem Item { get; } = item;
     public SemaphoreSlim Gate { get; } = new(1, 1);
     public volatile bool Evicted;
-    public ISeq2SeqModel? Model { get; private set; }
+    public IAdaptableModel? Model { get; private set; }
     public ITextTokenizer? Tokenizer { get; private set; }
     public List<CompositionEntry> Compositions { get; } = []; // least recently used first
     public bool IsLoaded => Model is not null;
@@ -228,7 +229,7 @@ public sealed class ModelLease : IDisposable
         (this.entry, this.maxCompositions) = (entry, Math.Max(1, maxCompositions));
     }
 
-    public ISeq2SeqModel Model => entry.Model!;
+    public IAdaptableModel Model => entry.Model!;
     public ITextTokenizer Tokenizer => entry.Tokenizer!;
     /// <summary>The base model's hub name, local folder and version key.</summary>
     public MaterializedItem Item => entry.Item;

@@ -42,7 +42,7 @@ public sealed class BbhRunnerTests(TinyT5Fixture fx)
             {
                 using var composed = new ComposedModel(fx.Model, modules);
                 composed.SetWeights(seed.Weights);
-                var loss = Seq2Seq.ExampleLosses(fx.Model, ExampleTokenizer.Tokenize(tokenizer, split.FewShot, out _)).Average();
+                var loss = Seq2Seq.ExampleLosses(fx.Model, ExampleTokenizer.Tokenize(FewShotFormat.EncoderDecoder, tokenizer, split.FewShot, out _)).Average();
                 Assert.InRange(Math.Abs(loss - seed.BestLoss), 0, 1e-4);
             }
             finally

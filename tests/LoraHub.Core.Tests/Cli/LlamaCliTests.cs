@@ -3,7 +3,7 @@ using Xunit;
 
 namespace LoraHub.Core.Tests.CommandLine;
 
-/// <summary>The same `lorahub` score / generate / tokenize contract on a decoder-only (Llama) model, chosen from config.json.</summary>
+/// <summary>The same `lorahub` contract (score, generate, tokenize, compose, eval, train) on a decoder-only (Llama) model, chosen from config.json.</summary>
 public sealed class LlamaCliTests
 {
     private static string Llama => Path.Combine(Fixtures.Root, "llama");
@@ -54,5 +54,44 @@ public sealed class LlamaCliTests
         Assert.True(r.ExitCode == 0, r.Stderr);
         var ids = r.Json["ids"]!.AsArray().Select(x => x!.GetValue<int>()).ToArray();
         Assert.Equal(new[] { 1 }.Concat(c["prompt_ids"]!.AsArray().Select(x => x!.GetValue<int>())).ToArray(), ids);
+    }
+
+    [Fact]
+    public void Compose_then_score_and_eval_the_composed_adapter()
+    {
+        using var dir = new Fixtures.TempDir();
+        var examples = ExamplesFile(dir);
+        var compose = CliProcess.Run("compose", "--base", Model, "--modules", Path.Combine(Llama, "adapters"), "--examples", examples,
+            "--out", dir["composed"], "--budget", "8", "--seed", "4", "--format", "json");
+        Assert.True(compose.ExitCode == 0, compose.Stderr);
+        Assert.Equal(3, compose.Json["modules"]!.AsArray().Count);
+        var config = JsonNode.Parse(File.ReadAllText(Path.Combine(dir["composed"], "adapter_config.json")))!;
+        Assert.Equal("CAUSAL_LM", config["task_type"]!.GetValue<string>());
+
+        // The saved adapter scores the recorded best loss.
+        var score = CliProcess.Run("score", "--base", Model, "--examples", examples, "--module", dir["composed"], "--format", "json");
+        Assert.True(score.ExitCode == 0, score.Stderr);
+        Assert.InRange(Math.Abs(score.Json["loss"]!.GetValue<double>() - compose.Json["best"]!["loss"]!.GetValue<double>()), 0, 1e-4);
+
+        // eval generates after the prompt with the adapter and writes one prediction per example.
+        var eval = CliProcess.Run("eval", "--base", Model, "--adapter", dir["composed"], "--data", examples,
+            "--predictions", dir["predictions.jsonl"], "--max-new-tokens", "4", "--format", "json");
+        Assert.True(eval.ExitCode == 0, eval.Stderr);
+        Assert.Equal(Cases.Count, File.ReadAllLines(dir["predictions.jsonl"]).Length);
+        Assert.Equal(Cases.Count, eval.Json["total"]!.GetValue<int>());
+    }
+
+    [Fact]
+    public void Train_writes_a_causal_lm_module_on_q_proj_and_v_proj()
+    {
+        using var dir = new Fixtures.TempDir();
+        var r = CliProcess.Run("train", "--base", Model, "--data", ExamplesFile(dir), "--out", dir["module"], "--rank", "2", "--steps", "5", "--batch-size", "3");
+        Assert.True(r.ExitCode == 0, r.Stderr);
+        var config = JsonNode.Parse(File.ReadAllText(Path.Combine(dir["module"], "adapter_config.json")))!;
+        Assert.Equal("CAUSAL_LM", config["task_type"]!.GetValue<string>());
+        Assert.Equal(["q_proj", "v_proj"], config["target_modules"]!.AsArray().Select(t => t!.GetValue<string>()));
+        Assert.Equal(2, config["r"]!.GetValue<int>());
+        var score = CliProcess.Run("score", "--base", Model, "--examples", ExamplesFile(dir), "--module", dir["module"], "--format", "json");
+        Assert.True(score.ExitCode == 0, score.Stderr);
     }
 }

@@ -35,7 +35,7 @@ public sealed class ComposerTests(TinyT5Fixture fx)
         using var module = LoraModule.Load(dir["out"]);
         using var composed = new ComposedModel(fx.Model, [module]);
         composed.SetWeights([1.0]);
-        var tokenized = ExampleTokenizer.Tokenize(Tokenizer, Examples, out _);
+        var tokenized = ExampleTokenizer.Tokenize(FewShotFormat.EncoderDecoder, Tokenizer, Examples, out _);
         var loss = Seq2Seq.ExampleLosses(fx.Model, tokenized).Average();
         composed.Clear();
         Assert.InRange(Math.Abs(loss - record.Best.Loss), 0, 1e-4);
@@ -59,7 +59,7 @@ public sealed class ComposerTests(TinyT5Fixture fx)
     [Fact]
     public void Batched_candidates_score_like_one_at_a_time()
     {
-        var tokenized = ExampleTokenizer.Tokenize(Tokenizer, Examples, out _);
+        var tokenized = ExampleTokenizer.Tokenize(FewShotFormat.EncoderDecoder, Tokenizer, Examples, out _);
         var objective = new FewShotObjective(fx.Composed, tokenized);
         double[][] candidates = [[0.5, -0.3, 1.2], [0, 0, 0], [1, 0, 0], [-1.5, 1.5, 0.2]];
         var batched = objective.EvaluateMany(candidates);
@@ -77,7 +77,7 @@ public sealed class ComposerTests(TinyT5Fixture fx)
     public void Selection_by_loss_keeps_the_modules_with_the_lowest_single_loss()
     {
         using var result = Compose(new CompositionSettings { Budget = 3, Select = 2, Selection = "loss" });
-        var tokenized = ExampleTokenizer.Tokenize(Tokenizer, Examples, out _);
+        var tokenized = ExampleTokenizer.Tokenize(FewShotFormat.EncoderDecoder, Tokenizer, Examples, out _);
         var single = new Dictionary<string, double>();
         foreach (var i in Enumerable.Range(0, 3))
         {

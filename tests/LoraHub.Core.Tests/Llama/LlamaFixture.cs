@@ -20,8 +20,9 @@ public static class LlamaFiles
 }
 
 /// <summary>
-/// Attaches a LoraHub mix of LoRA modules to a model directly through LoraInjector and LoraLinear (ComposedModel takes
-/// an ISeq2SeqModel today): A_hat = Σ w_i A_i, B_hat = Σ w_i s_i B_i with s_i = lora_alpha / r.
+/// Attaches a LoraHub mix of LoRA modules to a model directly through LoraInjector and LoraLinear, written out here
+/// independently of ComposedModel (which LlamaPipelineTests checks against the same golden numbers):
+/// A_hat = Σ w_i A_i, B_hat = Σ w_i s_i B_i with s_i = lora_alpha / r.
 /// </summary>
 public sealed class LoraMix(nn.Module model, IReadOnlyList<LoraModule> modules) : IDisposable
 {

@@ -22,7 +22,7 @@ public sealed class LinearMergeTests(TinyT5Fixture fx)
     /// <summary>The reference: a second copy of the model whose Linear weights get the dense delta added.</summary>
     private double[] DenseReferenceLosses()
     {
-        using var model = ModelLoader.Load(Fixtures.TinyT5);
+        using var model = ModelLoader.LoadSeq2Seq(Fixtures.TinyT5);
         using (no_grad())
         {
             var parameters = model.Module.named_parameters().ToDictionary(p => p.name, p => p.parameter);

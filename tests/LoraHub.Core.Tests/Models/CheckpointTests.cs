@@ -38,7 +38,7 @@ public sealed class CheckpointTests
             t.Remove("shared.weight");
             return t;
         });
-        using var model = ModelLoader.Load(path);
+        using var model = ModelLoader.LoadSeq2Seq(path);
         Assert.InRange(Math.Abs(Seq2Seq.ExampleLosses(model, [Example(0)]).Single() - Golden(0)), 0, 1e-4);
     }
 
@@ -50,7 +50,7 @@ public sealed class CheckpointTests
         using var dir = new Fixtures.TempDir();
         var path = Variant(dir, t => t.ToDictionary(kv => kv.Key, kv => kv.Value.to(stored)));
         Assert.All(SafeTensors.ReadHeader(Path.Combine(path, "model.safetensors")).Values, h => Assert.Equal(stored == ScalarType.BFloat16 ? "BF16" : "F16", h.Dtype));
-        using var model = ModelLoader.Load(path);
+        using var model = ModelLoader.LoadSeq2Seq(path);
         Assert.All(model.Module.parameters(), p => Assert.Equal(ScalarType.Float32, p.dtype));
         var loss = Seq2Seq.ExampleLosses(model, [Example(0)]).Single();
         Assert.InRange(Math.Abs(loss - Golden(0)), 0, tolerance);
@@ -62,11 +62,11 @@ public sealed class CheckpointTests
         using var dir = new Fixtures.TempDir();
         var shared = SafeTensors.Load(Path.Combine(Fixtures.TinyT5, "model.safetensors"))["shared.weight"];
         var untiedPath = Variant(dir, t => { t["lm_head.weight"] = shared * Math.Pow(64, -0.5); return t; });
-        using var untied = ModelLoader.Load(untiedPath);
+        using var untied = ModelLoader.LoadSeq2Seq(untiedPath);
         var expected = Seq2Seq.ExampleLosses(untied, [Example(1)]).Single();
         using var dir2 = new Fixtures.TempDir();
         var tiedPath = Variant(dir2, t => { t.Remove("lm_head.weight"); return t; }, c => c["tie_word_embeddings"] = true);
-        using var tied = ModelLoader.Load(tiedPath);
+        using var tied = ModelLoader.LoadSeq2Seq(tiedPath);
         Assert.InRange(Math.Abs(Seq2Seq.ExampleLosses(tied, [Example(1)]).Single() - expected), 0, 1e-5);
         Assert.NotEqual(Golden(1), expected, 3);
     }
@@ -81,7 +81,7 @@ public sealed class CheckpointTests
             foreach (var key in t.Keys.Where(k => k.Contains("wi_0")).ToList()) { t[key.Replace("wi_0", "wi")] = t[key]; t.Remove(key); }
             return t;
         }, c => c["feed_forward_proj"] = "relu");
-        using var model = ModelLoader.Load(path);
+        using var model = ModelLoader.LoadSeq2Seq(path);
         Assert.Contains(model.Module.named_parameters(), p => p.name == "encoder.block.0.layer.1.DenseReluDense.wi.weight");
         var loss = Seq2Seq.ExampleLosses(model, [Example(0)]).Single();
         Assert.True(double.IsFinite(loss) && Math.Abs(loss - Golden(0)) > 1e-3);
@@ -92,7 +92,7 @@ public sealed class CheckpointTests
     {
         using var dir = new Fixtures.TempDir();
         var path = Variant(dir, t => { t.Remove("decoder.block.1.layer.2.DenseReluDense.wo.weight"); return t; });
-        var e = Assert.Throws<ModelFormatException>(() => ModelLoader.Load(path));
+        var e = Assert.Throws<ModelFormatException>(() => ModelLoader.LoadSeq2Seq(path));
         Assert.Contains("decoder.block.1.layer.2.DenseReluDense.wo.weight", e.Message);
         Assert.Contains("missing", e.Message);
     }
@@ -102,7 +102,7 @@ public sealed class CheckpointTests
     {
         using var dir = new Fixtures.TempDir();
         var path = Variant(dir, t => t, c => c["d_ff"] = 256);
-        var e = Assert.Throws<ModelFormatException>(() => ModelLoader.Load(path));
+        var e = Assert.Throws<ModelFormatException>(() => ModelLoader.LoadSeq2Seq(path));
         Assert.Contains("DenseReluDense.wi_0.weight", e.Message);
         Assert.Contains("[128, 64]", e.Message);
     }
@@ -112,7 +112,7 @@ public sealed class CheckpointTests
     {
         using var dir = new Fixtures.TempDir();
         var path = Variant(dir, t => t, c => c["model_type"] = "gpt_neox");
-        var e = Assert.Throws<ModelFormatException>(() => ModelLoader.Load(path));
+        var e = Assert.Throws<ModelFormatException>(() => ModelLoader.LoadSeq2Seq(path));
         Assert.Contains("gpt_neox", e.Message);
         Assert.Contains("t5", e.Message);
     }
@@ -125,7 +125,7 @@ public sealed class CheckpointTests
         var file = Path.Combine(path, "model.safetensors");
         var bytes = File.ReadAllBytes(file);
         File.WriteAllBytes(file, bytes[..(bytes.Length / 2)]);
-        var e = Assert.Throws<ModelFormatException>(() => ModelLoader.Load(path));
+        var e = Assert.Throws<ModelFormatException>(() => ModelLoader.LoadSeq2Seq(path));
         Assert.Contains("model.safetensors", e.Message);
     }
 }

@@ -10,7 +10,7 @@ namespace LoraHub.Core.Tests.Models;
 /// <summary>One loaded tiny-t5 and its three adapters, shared by the golden tests.</summary>
 public sealed class TinyT5Fixture : IDisposable
 {
-    public ISeq2SeqModel Model { get; } = ModelLoader.Load(Fixtures.TinyT5);
+    public ISeq2SeqModel Model { get; } = ModelLoader.LoadSeq2Seq(Fixtures.TinyT5);
     public IReadOnlyList<LoraModule> Modules { get; } = Enumerable.Range(0, 3).Select(i => LoraModule.Load(Fixtures.Adapter(i))).ToList();
     public ComposedModel Composed { get; }
     public TinyT5Fixture() => Composed = new ComposedModel(Model, Modules);

@@ -45,7 +45,7 @@ public sealed class ToyWorldSlowTests(ITestOutputHelper output)
         Assert.True(world.HeldOut.Single(h => h.Kind == "retrieval").OracleExactMatch >= 0.9);
 
         // Every module alone fails the combination tasks (it does only half the job).
-        using var model = ModelLoader.Load(world.BaseDirectory);
+        using var model = ModelLoader.LoadSeq2Seq(world.BaseDirectory);
         foreach (var m in world.Pool)
         {
             using var module = LoraModule.Load(m.ModuleDirectory, m.Name);

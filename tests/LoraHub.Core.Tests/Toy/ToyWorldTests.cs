@@ -86,7 +86,7 @@ public sealed class ToyWorldTests(TinyWorldFixture fx) : IClassFixture<TinyWorld
     [Fact]
     public void Base_loads_and_modules_share_one_frozen_A()
     {
-        using var model = ModelLoader.Load(fx.World.BaseDirectory);
+        using var model = ModelLoader.LoadSeq2Seq(fx.World.BaseDirectory);
         var modules = fx.World.Pool.Select(m => LoraModule.Load(m.ModuleDirectory)).ToList();
         try
         {

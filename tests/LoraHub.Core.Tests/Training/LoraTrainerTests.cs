@@ -11,7 +11,7 @@ namespace LoraHub.Core.Tests.Training;
 /// <summary>A private copy of the real tiny-t5 (vocab 32128) so training here never disturbs the shared fixture.</summary>
 public sealed class TrainingModelFixture : IDisposable
 {
-    public ISeq2SeqModel Model { get; } = ModelLoader.Load(Fixtures.TinyT5);
+    public ISeq2SeqModel Model { get; } = ModelLoader.LoadSeq2Seq(Fixtures.TinyT5);
     public LoraHub.Core.Tokenization.ITextTokenizer Tokenizer { get; } = ModelLoader.LoadTokenizer(Fixtures.TinyT5);
 
     /// <summary>A tiny task the random model cannot do: name a colour's opposite in one word.</summary>
@@ -21,7 +21,7 @@ public sealed class TrainingModelFixture : IDisposable
         new("hot or", "cold"), new("cold or", "hot"), new("yes or", "no"), new("no or", "yes"),
     ];
 
-    public List<TokenizedExample> Tokenized => TrainingSupport.Tokenize(Tokenizer, Examples);
+    public List<TokenizedExample> Tokenized => TrainingSupport.Tokenize(Model, Tokenizer, Examples);
 
     public void Dispose() => Model.Dispose();
 }
@@ -112,7 +112,7 @@ public sealed class LoraTrainerTests(TrainingModelFixture fx)
     public void Modules_with_one_init_seed_share_A_exactly_and_differ_in_B()
     {
         var data = fx.Tokenized;
-        var other = TrainingSupport.Tokenize(fx.Tokenizer, [new("left or", "right"), new("right or", "left"), new("in or", "out")]);
+        var other = TrainingSupport.Tokenize(fx.Model, fx.Tokenizer, [new("left or", "right"), new("right or", "left"), new("in or", "out")]);
         using var m1 = LoraTrainer.Train(fx.Model, data, Quick with { FreezeA = true, Steps = 15 });
         using var m2 = LoraTrainer.Train(fx.Model, other, Quick with { FreezeA = true, Steps = 15, Seed = 9 });
         using var m3 = LoraTrainer.Train(fx.Model, data, Quick with { FreezeA = true, Steps = 1, InitSeed = 6 });
