@@ -1,10 +1,13 @@
+using System.Text.Json;
 using System.Text.Json.Nodes;
 using LoraHub.Core.Composition;
 using LoraHub.Core.Lora;
 using LoraHub.Core.Models;
 using LoraHub.Functions.Contracts;
+using LoraHub.Functions.Triggers;
 using LoraHub.Storage;
 using Microsoft.DurableTask.Client;
+using Microsoft.Extensions.DependencyInjection;
 using Xunit;
 
 namespace LoraHub.Functions.Tests;
@@ -68,5 +71,15 @@ public sealed class DecoderOnlyPipelineTests(LlamaFunctionsHub hub)
         composed.SetWeights([1.0]);
         var tokenized = ExampleTokenizer.Tokenize(model.Format, ModelLoader.LoadTokenizer(baseFolder), LlamaFunctionsHub.LlamaExamples, out _);
         Assert.InRange(Math.Abs(model.ExampleLosses(tokenized).Average() - record.Best!.Loss), 0, 1e-4);
+
+        // POST /api/adapters/{task}/generate continues after the prompt, as the adapter does here.
+        var input = LlamaFunctionsHub.LlamaExamples[0].Input;
+        var body = JsonSerializer.Serialize(new { inputs = new[] { input }, max_new_tokens = 4 });
+        var api = hub.Services.GetRequiredService<HubApi>();
+        var (status, generated) = HttpApiTests.Read(await api.Generate(HttpApiTests.Request("POST", "/api/adapters/llama-e2e/generate", body), "llama-e2e", default));
+        Assert.Equal(200, status);
+        var tokenizer = ModelLoader.LoadTokenizer(baseFolder);
+        var expected = tokenizer.Decode(model.Greedy(model.Format.PromptIds(tokenizer, input), 4));
+        Assert.Equal(expected, generated!["outputs"]![0]!.GetValue<string>());
     }
 }

@@ -94,4 +94,28 @@ public sealed class LlamaCliTests
         var score = CliProcess.Run("score", "--base", Model, "--examples", ExamplesFile(dir), "--module", dir["module"], "--format", "json");
         Assert.True(score.ExitCode == 0, score.Stderr);
     }
+
+    [Fact]
+    public void Bbh_runs_zero_shot_icl_and_lorahub_on_a_decoder_only_base()
+    {
+        using var dir = new Fixtures.TempDir();
+        var r = CliProcess.Run("bbh", "--base", Model, "--modules", Path.Combine(Llama, "adapters"), "--out", dir["bbh"], "--tasks", "boolean_expressions",
+            "--seeds", "1", "--select", "3", "--budget", "3", "--limit", "3", "--max-new-tokens", "3", "--format", "json");
+        Assert.True(r.ExitCode == 0, r.Stderr);
+        var results = JsonNode.Parse(File.ReadAllText(Path.Combine(dir["bbh"], "results.json")))!;
+        Assert.Equal("tiny-llama", results["protocol"]!["base_model"]!.GetValue<string>());
+        Assert.True(File.Exists(Path.Combine(dir["bbh"], "results.png")));
+    }
+
+    [Fact]
+    public void Encoder_decoder_modules_on_a_decoder_only_base_are_a_clear_error()
+    {
+        using var dir = new Fixtures.TempDir();
+        var r = CliProcess.Run("compose", "--base", Model, "--modules", Path.Combine(Fixtures.T5, "adapters"), "--examples", ExamplesFile(dir),
+            "--out", dir["composed"], "--budget", "3");
+        Assert.Equal(1, r.ExitCode);
+        Assert.Contains("does not fit the base model", r.Stderr);
+        Assert.Contains("SelfAttention.q' does not exist", r.Stderr);
+        Assert.False(Directory.Exists(dir["composed"]));
+    }
 }
