@@ -4,12 +4,20 @@ using LoraHub.Core.Models;
 
 namespace LoraHub.Cli.Commands;
 
-/// <summary>`lorahub tokenize --model DIR --text TEXT`: the ids (ending with EOS) and pieces of a text.</summary>
+/// <summary>
+/// `lorahub tokenize --model DIR --text TEXT` (--base is the same option, as the other verbs name the model folder):
+/// the ids and pieces of a text with the model's own special tokens (T5 appends eos, Llama and Llama 3 prepend bos,
+/// Qwen2 adds none).
+/// </summary>
 internal static class TokenizeCommand
 {
     public static Command Create()
     {
-        var model = new Option<string>("--model") { Description = "model folder holding the tokenizer (spiece.model)", Required = true };
+        var model = new Option<string>("--model", "--base")
+        {
+            Description = "model folder holding the tokenizer (spiece.model, tokenizer.model or tokenizer.json)",
+            Required = true,
+        };
         var text = new Option<string>("--text") { Description = "text to tokenize", Required = true };
         var format = Common.Format();
         var command = new Command("tokenize", "Tokenize a text with the model's tokenizer.") { model, text, format };

@@ -177,17 +177,30 @@ public static class ModelLoader
         return Populate(model, directory, dtype, device, state => CopyParameters(model, state, directory));
     }
 
-    /// <summary>The tokenizer of a decoder-only model folder: tokenizer.model (SentencePiece BPE, Llama 2 / Mistral).</summary>
+    /// <summary>
+    /// The tokenizer of a decoder-only model folder: tokenizer.model (SentencePiece BPE, Llama 2 / Mistral) when present,
+    /// else tokenizer.json (byte-level BPE, Llama 3 / Qwen2).
+    /// </summary>
+    /// <remarks>
+    /// Hugging Face's AutoTokenizer prefers tokenizer.json, but Llama 2 and Mistral folders ship both files and their
+    /// tokenizer.json is a SentencePiece-style BPE (Metaspace, byte fallback) that <see cref="HfJsonTokenizer"/> does not
+    /// read, while the tokenizer.model path is golden-tested against Hugging Face; Llama 3 and Qwen2 folders have no
+    /// tokenizer.model at the top (Llama 3's tiktoken file sits in original/). So tokenizer.model wins when present.
+    /// </remarks>
     public static ITextTokenizer LoadCausalTokenizer(string directory)
     {
         var spm = Path.Combine(directory, LlamaTokenizer.ModelFileName);
         if (File.Exists(spm)) return LlamaTokenizer.Load(spm);
-        throw new ModelFormatException($"{directory}: no tokenizer found (looked for {LlamaTokenizer.ModelFileName}; tokenizer.json is not supported yet)");
+        var json = Path.Combine(directory, HfJsonTokenizer.FileName);
+        if (File.Exists(json)) return HfJsonTokenizer.Load(json);
+        throw new ModelFormatException($"{directory}: no tokenizer found (looked for {LlamaTokenizer.ModelFileName} and {HfJsonTokenizer.FileName})");
     }
 
     /// <summary>
     /// The tokenizer stored with the model: spiece.model (T5's SentencePiece model) first, else
-    /// lorahub-vocab.json (the character vocabulary of models trained from scratch, such as the toy world's).
+    /// lorahub-vocab.json (the character vocabulary of models trained from scratch, such as the toy world's), else a
+    /// decoder-only model's tokenizer.model or tokenizer.json (<see cref="LoadCausalTokenizer"/>). T5 folders often
+    /// carry a tokenizer.json too; spiece.model comes first so they keep the SentencePiece tokenizer.
     /// </summary>
     public static ITextTokenizer LoadTokenizer(string directory)
     {
@@ -195,8 +208,9 @@ public static class ModelLoader
         if (File.Exists(spiece)) return T5Tokenizer.Load(spiece);
         var chars = Path.Combine(directory, CharTokenizer.FileName);
         if (File.Exists(chars)) return CharTokenizer.Load(chars);
-        var spm = Path.Combine(directory, LlamaTokenizer.ModelFileName);
-        if (File.Exists(spm)) return LoadCausalTokenizer(directory);
-        throw new ModelFormatException($"{directory}: no tokenizer found (looked for {T5Tokenizer.ModelFileName}, {CharTokenizer.FileName} and {LlamaTokenizer.ModelFileName})");
+        if (File.Exists(Path.Combine(directory, LlamaTokenizer.ModelFileName)) || File.Exists(Path.Combine(directory, HfJsonTokenizer.FileName)))
+            return LoadCausalTokenizer(directory);
+        throw new ModelFormatException(
+            $"{directory}: no tokenizer found (looked for {T5Tokenizer.ModelFileName}, {CharTokenizer.FileName}, {LlamaTokenizer.ModelFileName} and {HfJsonTokenizer.FileName})");
     }
 }
