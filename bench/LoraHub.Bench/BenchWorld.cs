@@ -9,17 +9,26 @@ namespace LoraHub.Bench;
 /// <summary>
 /// The benchmark geometry (a T5 runnable here): d_model 512, 8 + 8 layers, 8 heads, gated-gelu d_ff 1024,
 /// vocab 32128, random weights written as a real HF folder; rank-16 modules on q and v of every attention block.
+/// A smaller geometry can be asked for (durable-overhead runs whole compositions many times).
 /// </summary>
 internal static class BenchWorld
 {
-    public static ISeq2SeqModel RandomT5(string dir)
+    /// <summary>T5 sizes (d_kv 64, gated-gelu, vocab 32128 for the real tokenizer, untied head).</summary>
+    public sealed record T5Geometry(int DModel, int Layers, int Heads, int DFf)
     {
+        public static readonly T5Geometry Default = new(512, 8, 8, 1024);
+    }
+
+    public static ISeq2SeqModel RandomT5(string dir, T5Geometry? geometry = null)
+    {
+        var g = geometry ?? T5Geometry.Default;
         var config = new JsonObject
         {
-            ["model_type"] = "t5", ["vocab_size"] = 32128, ["d_model"] = 512, ["d_kv"] = 64, ["d_ff"] = 1024,
-            ["num_layers"] = 8, ["num_decoder_layers"] = 8, ["num_heads"] = 8, ["feed_forward_proj"] = "gated-gelu",
+            ["model_type"] = "t5", ["vocab_size"] = 32128, ["d_model"] = g.DModel, ["d_kv"] = 64, ["d_ff"] = g.DFf,
+            ["num_layers"] = g.Layers, ["num_decoder_layers"] = g.Layers, ["num_heads"] = g.Heads, ["feed_forward_proj"] = "gated-gelu",
             ["tie_word_embeddings"] = false,
         };
+        Directory.CreateDirectory(dir);
         manual_seed(1);
         using (var random = new T5ForConditionalGeneration(T5Config.FromJson(config, "bench")))
         {
@@ -35,10 +44,11 @@ internal static class BenchWorld
     public static List<string> AttentionQv(ISeq2SeqModel model) => model.Module.named_modules().Select(m => m.name)
         .Where(n => n.EndsWith("Attention.q", StringComparison.Ordinal) || n.EndsWith("Attention.v", StringComparison.Ordinal)).ToList();
 
-    public static LoraModule RandomModule(string root, int index, IReadOnlyList<string> targets)
+    /// <summary>A rank-16 module at root/modules/mNN (the layout of a local hub's module pool).</summary>
+    public static LoraModule RandomModule(string root, int index, IReadOnlyList<string> targets, int dModel = 512)
     {
         var path = Path.Combine(root, "modules", $"m{index:D2}");
-        var layers = targets.ToDictionary(t => t, t => (randn(16, 512) * 0.02, randn(512, 16) * 0.02));
+        var layers = targets.ToDictionary(t => t, t => (randn(16, dModel) * 0.02, randn(dModel, 16) * 0.02));
         using (var adapter = new MergedAdapter(16, 32, false, layers)) adapter.Save(path, "bench-t5");
         return LoraModule.Load(path);
     }

@@ -46,6 +46,20 @@ public sealed class ComposeOrchestratorTests(FunctionsHub hub)
         Assert.Equal(FunctionsHub.Modules, record.Modules.Select(m => m.Name));
         Assert.True(record.Best.Objective < record.History[0].Objective, "the search improved on w = 0");
 
+        // The versions seen at selection travel with every later activity (a warm worker then asks the hub nothing).
+        var calls = hub.Recorder.For("e2e-run");
+        var versions = JsonSerializer.Deserialize<SelectedModules>(calls.Single(c => c.Activity == nameof(SelectModules)).Output)!.Versions;
+        Assert.NotNull(versions);
+        Assert.Equal(FunctionsHub.Modules.Length, versions.Modules.Count);
+        foreach (var (activity, input, _) in calls.Where(c => c.Activity != nameof(SelectModules)))
+        {
+            var pinned = activity == nameof(EvaluateCandidates)
+                ? JsonSerializer.Deserialize<EvaluateCandidatesInput>(input)!.Versions
+                : JsonSerializer.Deserialize<MaterializeAdapterInput>(input)!.Versions;
+            Assert.Equal(versions.BaseModel, pinned?.BaseModel);
+            Assert.Equal(versions.Modules, pinned?.Modules);
+        }
+
         // Scored on its own (weight 1), the adapter gives the loss recorded as the best.
         using var model = ModelLoader.LoadSeq2Seq(FunctionsHub.TinyT5);
         using var module = LoraModule.Load(adapter.LocalPath);

@@ -80,4 +80,46 @@ public sealed class EngineCacheTests(FunctionsHub hub)
             await hub.Store.DeleteFileAsync(HubArea.Modules, "changing/adapter_config.json");
         }
     }
+
+    [Fact]
+    public async Task A_composition_loaded_at_its_pinned_versions_is_used_without_asking_the_hub()
+    {
+        var store = new CountingStore(hub.Store);
+        using var cache = new EngineCache(store, Options.Create(new LoraHubOptions { MaxModels = 1 }), NullLogger<EngineCache>.Instance);
+        var model = await hub.Store.MaterializeAsync(HubArea.Models, FunctionsHub.BaseModel);
+        var versions = (await Task.WhenAll(FunctionsHub.Modules.Select(m => hub.Store.MaterializeAsync(HubArea.Modules, m)))).Select(m => m.Version).ToList();
+        Task<ModelLease> Acquire(IReadOnlyList<string> pinned) =>
+            cache.AcquireAsync(FunctionsHub.BaseModel, model.Version, HubArea.Modules, FunctionsHub.Modules, pinned);
+
+        object first;
+        using (var lease = await Acquire(versions)) first = lease.Composed;
+        Assert.Equal(1 + 3, store.Materializations); // not loaded yet: fetched from the hub as usual
+        using (var lease = await Acquire(versions)) Assert.Same(first, lease.Composed);
+        Assert.Equal(1 + 3, store.Materializations); // loaded at exactly these versions: no hub request
+
+        // Versions this worker does not have loaded: the hub's current ones are fetched (here the same as loaded).
+        using (var lease = await Acquire(["other", .. versions.Skip(1)])) Assert.Same(first, lease.Composed);
+        Assert.Equal(2 * (1 + 3), store.Materializations);
+        Assert.Equal(1, cache.ModelLoads);
+    }
+
+    /// <summary>Counts MaterializeAsync calls (each one asks the hub for the item's current version).</summary>
+    private sealed class CountingStore(IHubStore inner) : IHubStore
+    {
+        private int materializations;
+        public int Materializations => Volatile.Read(ref materializations);
+        public string Kind => inner.Kind;
+        public Task<IReadOnlyList<HubItem>> ListAsync(HubArea area, CancellationToken ct = default) => inner.ListAsync(area, ct);
+        public Task<StoredFile?> ReadFileAsync(HubArea area, string path, CancellationToken ct = default) => inner.ReadFileAsync(area, path, ct);
+        public Task<string> WriteFileAsync(HubArea area, string path, byte[] content, CancellationToken ct = default) => inner.WriteFileAsync(area, path, content, ct);
+        public Task<bool> DeleteFileAsync(HubArea area, string path, CancellationToken ct = default) => inner.DeleteFileAsync(area, path, ct);
+        public Task PublishFolderAsync(HubArea area, string name, string localFolder, string commitMarker, CancellationToken ct = default) =>
+            inner.PublishFolderAsync(area, name, localFolder, commitMarker, ct);
+
+        public Task<MaterializedItem> MaterializeAsync(HubArea area, string name, CancellationToken ct = default)
+        {
+            Interlocked.Increment(ref materializations);
+            return inner.MaterializeAsync(area, name, ct);
+        }
+    }
 }

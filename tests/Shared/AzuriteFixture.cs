@@ -1,11 +1,11 @@
-// Shared by the test projects that need Azure Storage: include it by link
+// Shared by the projects that need Azure Storage (tests, and the durable-overhead bench): include it by link
 //   <Compile Include="..\Shared\AzuriteFixture.cs" Link="Shared\AzuriteFixture.cs" />
+// It does not depend on xunit; test projects that want one Azurite per collection also link AzuriteCollection.cs
 // and put the test classes in [Collection(AzuriteCollection.Name)] to get the fixture in their constructor.
 using System.Diagnostics;
 using System.Net;
 using System.Net.Sockets;
 using System.Text;
-using Xunit;
 
 namespace LoraHub.Testing;
 
@@ -235,11 +235,4 @@ public sealed class AzuriteFixture : IDisposable
         catch (IOException) { }
         catch (UnauthorizedAccessException) { }
     }
-}
-
-/// <summary>The test classes that share one Azurite: [Collection(AzuriteCollection.Name)].</summary>
-[CollectionDefinition(Name)]
-public sealed class AzuriteCollection : ICollectionFixture<AzuriteFixture>
-{
-    public const string Name = "Azurite";
 }

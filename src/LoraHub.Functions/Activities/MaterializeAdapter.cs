@@ -30,7 +30,8 @@ public sealed class MaterializeAdapter(EngineCache engine, IHubStore store, IFau
         try
         {
             int rank;
-            using (var lease = await engine.AcquireAsync(request.BaseModel, HubArea.Modules, input.Modules, ct, MergeModes.Parse(request.Merge)))
+            using (var lease = await engine.AcquireAsync(request.BaseModel, input.Versions?.BaseModel, HubArea.Modules, input.Modules,
+                input.Versions?.Modules, ct, MergeModes.Parse(request.Merge)))
             {
                 rank = lease.Composed.Rank;
                 using var adapter = lease.Composed.Merge(input.Weights);

@@ -12,7 +12,8 @@ namespace LoraHub.Functions.Activities;
 /// <summary>
 /// Picks the K modules of a composition: the explicit list, or K drawn at random with the seed from the hub's pool
 /// sorted by name (ModuleSelector.Random, as the CLI does). Also fetches the base model and the chosen modules into
-/// the local cache and reports warnings (over-long examples, modules trained from different A initialisations).
+/// the local cache, reports warnings (over-long examples, modules trained from different A initialisations) and
+/// returns their hub versions, which the composition's later activities use (PinnedVersions).
 /// </summary>
 public sealed class SelectModules(IHubStore store, EngineCache engine, IFaultInjector faults)
 {
@@ -42,29 +43,26 @@ public sealed class SelectModules(IHubStore store, EngineCache engine, IFaultInj
         }
 
         var warnings = new List<string>();
-        ITextTokenizer tokenizer;
-        FewShotFormat format;
+        MaterializedItem model;
         try
         {
-            (tokenizer, format) = await engine.TokenizerAsync(input.BaseModel, ct);
+            model = await store.MaterializeAsync(HubArea.Models, input.BaseModel, ct);
         }
         catch (HubItemNotFoundException e)
         {
             throw new CompositionInputException(e.Message);
         }
+        var (tokenizer, format) = engine.Tokenizer(model);
         IReadOnlyList<string> truncated;
         lock (tokenizer) ExampleTokenizer.Tokenize(format, tokenizer, input.Examples, out truncated, input.MaxTokens);
         warnings.AddRange(truncated);
 
-        var seeds = new List<string>();
-        foreach (var name in chosen)
-        {
-            var module = await store.MaterializeAsync(HubArea.Modules, name, ct);
-            if (InitSeed(module.LocalPath) is { } seed) seeds.Add(seed);
-        }
+        // All at once: on a cold worker with a blob hub each is a download of its own.
+        var modules = await Task.WhenAll(chosen.Select(name => store.MaterializeAsync(HubArea.Modules, name, ct)));
+        var seeds = modules.Select(m => InitSeed(m.LocalPath)).OfType<string>().ToList();
         if (seeds.Distinct().Count() > 1)
             warnings.Add($"modules were trained from different A initialisations (init seeds {string.Join(", ", seeds.Distinct())}): the lorahub merge may not combine them well");
-        return new SelectedModules(chosen, warnings);
+        return new SelectedModules(chosen, warnings, new PinnedVersions(model.Version, modules.Select(m => m.Version).ToList()));
     }
 
     private static string? InitSeed(string directory)

@@ -14,8 +14,18 @@ public sealed record SelectModulesInput(
     IReadOnlyList<Example> Examples,
     int MaxTokens);
 
-/// <summary>The chosen modules in composition order, and warnings for the record (truncated examples, mixed A inits).</summary>
-public sealed record SelectedModules(IReadOnlyList<string> Names, IReadOnlyList<string> Warnings);
+/// <summary>
+/// The chosen modules in composition order, warnings for the record (truncated examples, mixed A inits), and the hub
+/// versions of the base model and those modules at selection (null in histories recorded before versions were kept).
+/// </summary>
+public sealed record SelectedModules(IReadOnlyList<string> Names, IReadOnlyList<string> Warnings, PinnedVersions? Versions = null);
+
+/// <summary>
+/// Hub versions (blob ETag hashes, or size+mtime hashes locally) of a composition's base model and modules, in
+/// composition order. A worker that has them loaded uses them without asking the hub again (EngineCache), so the
+/// evaluations of one composition cost no hub request once the worker is warm.
+/// </summary>
+public sealed record PinnedVersions(string BaseModel, IReadOnlyList<string> Modules);
 
 public sealed record EvaluateCandidatesInput(
     string BaseModel,
@@ -24,7 +34,8 @@ public sealed record EvaluateCandidatesInput(
     IReadOnlyList<double[]> Candidates,
     double L1,
     int MaxTokens,
-    string Merge = "lorahub");
+    string Merge = "lorahub",
+    PinnedVersions? Versions = null);
 
 /// <summary>One evaluated candidate: Loss is null when the model diverged (then Objective is the worst value).</summary>
 public sealed record CandidateScore(double? Loss, double L1, double Objective);
@@ -42,7 +53,8 @@ public sealed record MaterializeAdapterInput(
     IReadOnlyList<string> Warnings,
     int ExampleCount,
     double SelectSeconds,
-    double SearchSeconds);
+    double SearchSeconds,
+    PinnedVersions? Versions = null);
 
 /// <summary>Where the adapter went: adapters/{task} and the files written.</summary>
 public sealed record MaterializedAdapter(

@@ -20,7 +20,8 @@ public sealed class LocalCandidateEvaluator(EngineCache engine, IOptions<LoraHub
 {
     public async Task<CandidateScores> EvaluateAsync(EvaluateCandidatesInput input, CancellationToken ct = default)
     {
-        using var lease = await engine.AcquireAsync(input.BaseModel, HubArea.Modules, input.Modules, ct, MergeModes.Parse(input.Merge));
+        using var lease = await engine.AcquireAsync(input.BaseModel, input.Versions?.BaseModel, HubArea.Modules, input.Modules, input.Versions?.Modules,
+            ct, MergeModes.Parse(input.Merge));
         var examples = ExampleTokenizer.Tokenize(lease.Model.Format, lease.Tokenizer, input.Examples, out _, input.MaxTokens);
         var objective = new FewShotObjective(lease.Composed, examples, input.L1);
         var values = options.Value.BatchCandidates && input.Candidates.Count > 1

@@ -34,15 +34,18 @@ public sealed class EngineCache(IHubStore store, IOptions<LoraHubOptions> option
 
     /// <summary>
     /// The base model's tokenizer alone (no weights loaded), cached by model version. Encoding is guarded by a lock
-    /// on the returned object: callers lock it while they tokenize.
+    /// on the returned tokenizer: callers lock it while they tokenize. The format comes from config.json alone.
     /// </summary>
-    public async Task<(ITextTokenizer Tokenizer, FewShotFormat Format)> TokenizerAsync(string baseModel, CancellationToken ct = default)
+    public async Task<(ITextTokenizer Tokenizer, FewShotFormat Format)> TokenizerAsync(string baseModel, CancellationToken ct = default) =>
+        Tokenizer(await store.MaterializeAsync(HubArea.Models, baseModel, ct));
+
+    /// <summary>The tokenizer of a base model already fetched from the hub (see <see cref="TokenizerAsync"/>).</summary>
+    public (ITextTokenizer Tokenizer, FewShotFormat Format) Tokenizer(MaterializedItem item)
     {
-        var item = await store.MaterializeAsync(HubArea.Models, baseModel, ct);
         Lazy<(ITextTokenizer, FewShotFormat)> lazy;
         lock (tokenizers)
         {
-            var key = $"{item.Name}@{item.Version}";
+            var key = ModelKey(item.Name, item.Version);
             if (!tokenizers.TryGetValue(key, out lazy!))
             {
                 foreach (var stale in tokenizers.Keys.Where(k => k.StartsWith(item.Name + "@", StringComparison.Ordinal)).ToList()) tokenizers.Remove(stale);
@@ -103,13 +106,59 @@ public sealed class EngineCache(IHubStore store, IOptions<LoraHubOptions> option
         }
     }
 
+    /// <summary>
+    /// <see cref="AcquireAsync(string, HubArea, IReadOnlyList{string}, CancellationToken, MergeMode)"/> for a composition
+    /// whose versions are known (the ones SelectModules saw, in the orchestration's activity inputs): when the model and
+    /// this composition are loaded at exactly these versions they are used without asking the hub, which otherwise
+    /// checks every item's version on every call (on blob storage one listing per module per activity). Anything not
+    /// loaded at these versions is fetched as usual, at the hub's current versions.
+    /// </summary>
+    public async Task<ModelLease> AcquireAsync(string baseModel, string? baseVersion, HubArea area, IReadOnlyList<string> names,
+        IReadOnlyList<string>? versions, CancellationToken ct = default, MergeMode merge = MergeMode.LoraHub)
+    {
+        if (baseVersion is not null && versions is not null && versions.Count == names.Count && names.Count > 0
+            && await TryAcquireLoadedAsync(ModelKey(baseModel, baseVersion), CompositionKey(merge, area, names.Zip(versions)), ct) is { } lease)
+            return lease;
+        return await AcquireAsync(baseModel, area, names, ct, merge);
+    }
+
+    /// <summary>The lease of a loaded model with a loaded composition, or null (nothing waited for but the model's lock).</summary>
+    private async Task<ModelLease?> TryAcquireLoadedAsync(string modelKey, string compositionKey, CancellationToken ct)
+    {
+        ModelEntry? entry;
+        lock (gate)
+        {
+            var found = models.FindIndex(m => m.Key == modelKey);
+            if (found < 0 || !models[found].IsLoaded) return null;
+            entry = models[found];
+            models.RemoveAt(found);
+            models.Add(entry); // most recently used
+        }
+        await entry.Gate.WaitAsync(ct);
+        if (entry.Evicted || !entry.IsLoaded)
+        {
+            entry.Gate.Release();
+            return null;
+        }
+        var lease = new ModelLease(entry, settings.MaxCompositionsPerModel);
+        if (lease.TryUseLoaded(compositionKey)) return lease;
+        lease.Dispose();
+        return null;
+    }
+
+    internal static string ModelKey(string name, string version) => $"{name}@{version}";
+
+    /// <summary>A composition's cache key: merge mode and every item's name and version, in order.</summary>
+    internal static string CompositionKey(MergeMode merge, HubArea area, IEnumerable<(string Name, string Version)> items) =>
+        merge.Name() + ":" + string.Join("|", items.Select(i => $"{area}/{i.Name}@{i.Version}"));
+
     private ModelEntry Entry(MaterializedItem item)
     {
         var evicted = new List<ModelEntry>();
         ModelEntry entry;
         lock (gate)
         {
-            var key = $"{item.Name}@{item.Version}";
+            var key = ModelKey(item.Name, item.Version);
             var found = models.FindIndex(m => m.Key == key);
             if (found >= 0)
             {
@@ -239,7 +288,7 @@ public sealed class ModelLease : IDisposable
 
     internal void Compose(HubArea area, IReadOnlyList<MaterializedItem> items, MergeMode merge)
     {
-        var key = merge.Name() + ":" + string.Join("|", items.Select(i => $"{area}/{i.Name}@{i.Version}"));
+        var key = EngineCache.CompositionKey(merge, area, items.Select(i => (i.Name, i.Version)));
         var found = entry.Compositions.FindIndex(c => c.Key == key);
         CompositionEntry composition;
         if (found >= 0)
@@ -268,6 +317,18 @@ public sealed class ModelLease : IDisposable
         }
         entry.Compositions.Add(composition);
         composed = composition.Composed;
+    }
+
+    /// <summary>Uses a composition of this model that is loaded already; false when there is none with this key.</summary>
+    internal bool TryUseLoaded(string key)
+    {
+        var found = entry.Compositions.FindIndex(c => c.Key == key);
+        if (found < 0) return false;
+        var composition = entry.Compositions[found];
+        entry.Compositions.RemoveAt(found);
+        entry.Compositions.Add(composition); // most recently used
+        composed = composition.Composed;
+        return true;
     }
 
     public void Dispose()

@@ -51,7 +51,7 @@ public static class ComposeOrchestrator
             if (batch.Count == 0) break;
             var chunks = batch.Chunk(Math.Max(1, request.ChunkSize)).Select(chunk =>
                 context.CallActivityAsync<CandidateScores>(nameof(EvaluateCandidates),
-                    new EvaluateCandidatesInput(request.BaseModel, selected.Names, request.Examples, chunk, request.L1, request.MaxTokens, request.Merge), Retry));
+                    new EvaluateCandidatesInput(request.BaseModel, selected.Names, request.Examples, chunk, request.L1, request.MaxTokens, request.Merge, selected.Versions), Retry));
             var scores = (await Task.WhenAll(chunks)).SelectMany(c => c.Scores).ToList();
             if (scores.Count != batch.Count)
                 throw new InvalidOperationException($"EvaluateCandidates returned {scores.Count} scores for {batch.Count} candidates");
@@ -72,7 +72,7 @@ public static class ComposeOrchestrator
         context.SetCustomStatus(new CompositionStatus("materialize", history.Count, request.Budget, best));
         var adapter = await context.CallActivityAsync<MaterializedAdapter>(nameof(MaterializeAdapter),
             new MaterializeAdapterInput(request with { Examples = [] }, selected.Names, winner.Point, history, selected.Warnings, request.Examples.Count,
-                (searchStarted - started).TotalSeconds, searchSeconds), Retry);
+                (searchStarted - started).TotalSeconds, searchSeconds, selected.Versions), Retry);
         var bestEvaluation = history.First(h => h.Weights.AsSpan().SequenceEqual(winner.Point));
         context.SetCustomStatus(new CompositionStatus("done", history.Count, request.Budget, best));
         return new CompositionOutcome(request.Task, request.BaseModel, selected.Names, winner.Point, winner.Value,
