@@ -178,9 +178,9 @@ public sealed class LlamaRMSNorm : nn.Module<Tensor, Tensor>
     private readonly Parameter weight;
     private readonly double eps;
 
-    public LlamaRMSNorm(int size, double eps) : base(nameof(LlamaRMSNorm))
+    public LlamaRMSNorm(int size, double eps, ScalarType? dtype = null, Device? device = null) : base(nameof(LlamaRMSNorm))
     {
-        weight = new Parameter(ones(size));
+        weight = new Parameter(ones(size, dtype, device));
         this.eps = eps;
         RegisterComponents();
     }
@@ -219,14 +219,14 @@ public sealed class LlamaAttention : nn.Module
     private nn.Module<Tensor, Tensor> q_proj, k_proj, v_proj, o_proj;
     private readonly LlamaConfig config;
 
-    public LlamaAttention(LlamaConfig config) : base(nameof(LlamaAttention))
+    public LlamaAttention(LlamaConfig config, ScalarType? dtype = null, Device? device = null) : base(nameof(LlamaAttention))
     {
         this.config = config;
         var h = config.HiddenSize;
-        q_proj = nn.Linear(h, config.NumAttentionHeads * config.HeadDim, hasBias: config.QkvBias);
-        k_proj = nn.Linear(h, config.NumKeyValueHeads * config.HeadDim, hasBias: config.QkvBias);
-        v_proj = nn.Linear(h, config.NumKeyValueHeads * config.HeadDim, hasBias: config.QkvBias);
-        o_proj = nn.Linear(config.NumAttentionHeads * config.HeadDim, h, hasBias: config.OutputBias);
+        q_proj = nn.Linear(h, config.NumAttentionHeads * config.HeadDim, config.QkvBias, device, dtype);
+        k_proj = nn.Linear(h, config.NumKeyValueHeads * config.HeadDim, config.QkvBias, device, dtype);
+        v_proj = nn.Linear(h, config.NumKeyValueHeads * config.HeadDim, config.QkvBias, device, dtype);
+        o_proj = nn.Linear(config.NumAttentionHeads * config.HeadDim, h, config.OutputBias, device, dtype);
         RegisterComponents();
     }
 
@@ -275,11 +275,11 @@ public sealed class LlamaMLP : nn.Module<Tensor, Tensor>
 {
     private nn.Module<Tensor, Tensor> gate_proj, up_proj, down_proj;
 
-    public LlamaMLP(LlamaConfig config) : base(nameof(LlamaMLP))
+    public LlamaMLP(LlamaConfig config, ScalarType? dtype = null, Device? device = null) : base(nameof(LlamaMLP))
     {
-        gate_proj = nn.Linear(config.HiddenSize, config.IntermediateSize, hasBias: config.MlpBias);
-        up_proj = nn.Linear(config.HiddenSize, config.IntermediateSize, hasBias: config.MlpBias);
-        down_proj = nn.Linear(config.IntermediateSize, config.HiddenSize, hasBias: config.MlpBias);
+        gate_proj = nn.Linear(config.HiddenSize, config.IntermediateSize, config.MlpBias, device, dtype);
+        up_proj = nn.Linear(config.HiddenSize, config.IntermediateSize, config.MlpBias, device, dtype);
+        down_proj = nn.Linear(config.IntermediateSize, config.HiddenSize, config.MlpBias, device, dtype);
         RegisterComponents();
     }
 
@@ -298,12 +298,12 @@ public sealed class LlamaDecoderLayer : nn.Module
     private readonly LlamaRMSNorm input_layernorm;
     private readonly LlamaRMSNorm post_attention_layernorm;
 
-    public LlamaDecoderLayer(LlamaConfig config) : base(nameof(LlamaDecoderLayer))
+    public LlamaDecoderLayer(LlamaConfig config, ScalarType? dtype = null, Device? device = null) : base(nameof(LlamaDecoderLayer))
     {
-        self_attn = new LlamaAttention(config);
-        mlp = new LlamaMLP(config);
-        input_layernorm = new LlamaRMSNorm(config.HiddenSize, config.RmsNormEps);
-        post_attention_layernorm = new LlamaRMSNorm(config.HiddenSize, config.RmsNormEps);
+        self_attn = new LlamaAttention(config, dtype, device);
+        mlp = new LlamaMLP(config, dtype, device);
+        input_layernorm = new LlamaRMSNorm(config.HiddenSize, config.RmsNormEps, dtype, device);
+        post_attention_layernorm = new LlamaRMSNorm(config.HiddenSize, config.RmsNormEps, dtype, device);
         RegisterComponents();
     }
 
@@ -325,13 +325,13 @@ public sealed class LlamaModel : nn.Module
     private readonly LlamaConfig config;
     private readonly float[] inverseFrequencies;
 
-    public LlamaModel(LlamaConfig config) : base(nameof(LlamaModel))
+    public LlamaModel(LlamaConfig config, ScalarType? dtype = null, Device? device = null) : base(nameof(LlamaModel))
     {
         this.config = config;
-        embed_tokens = nn.Embedding(config.VocabSize, config.HiddenSize);
+        embed_tokens = nn.Embedding(config.VocabSize, config.HiddenSize, device: device, dtype: dtype);
         layers = new ModuleList<LlamaDecoderLayer>();
-        for (var i = 0; i < config.NumHiddenLayers; i++) layers.Add(new LlamaDecoderLayer(config));
-        norm = new LlamaRMSNorm(config.HiddenSize, config.RmsNormEps);
+        for (var i = 0; i < config.NumHiddenLayers; i++) layers.Add(new LlamaDecoderLayer(config, dtype, device));
+        norm = new LlamaRMSNorm(config.HiddenSize, config.RmsNormEps, dtype, device);
         inverseFrequencies = config.InverseFrequencies();
         RegisterComponents();
     }
@@ -400,11 +400,15 @@ public sealed class LlamaForCausalLM : nn.Module, ICausalLanguageModel
 
     public LlamaConfig Config { get; }
 
-    public LlamaForCausalLM(LlamaConfig config) : base(nameof(LlamaForCausalLM))
+    /// <summary>
+    /// A randomly initialised model whose parameters are created in dtype on device (F32 on the CPU by default), so a
+    /// checkpoint can be loaded into it without a second, differently typed copy of the model.
+    /// </summary>
+    public LlamaForCausalLM(LlamaConfig config, ScalarType? dtype = null, Device? device = null) : base(nameof(LlamaForCausalLM))
     {
         Config = config;
-        model = new LlamaModel(config);
-        if (!config.TieWordEmbeddings) lm_head = nn.Linear(config.HiddenSize, config.VocabSize, hasBias: false);
+        model = new LlamaModel(config, dtype, device);
+        if (!config.TieWordEmbeddings) lm_head = nn.Linear(config.HiddenSize, config.VocabSize, false, device, dtype);
         RegisterComponents();
     }
 

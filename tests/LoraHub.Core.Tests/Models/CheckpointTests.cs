@@ -56,6 +56,21 @@ public sealed class CheckpointTests
         Assert.InRange(Math.Abs(loss - Golden(0)), 0, tolerance);
     }
 
+    [Theory]
+    [InlineData(ScalarType.BFloat16, 0.05)]
+    [InlineData(ScalarType.Float16, 0.01)]
+    public void Half_precision_checkpoints_can_compute_in_their_own_type(ScalarType stored, double tolerance)
+    {
+        using var dir = new Fixtures.TempDir();
+        var path = Variant(dir, t => t.ToDictionary(kv => kv.Key, kv => kv.Value.to(stored)));
+        using var model = ModelLoader.Load(path, stored);
+        Assert.All(model.Module.parameters(), p => Assert.Equal(stored, p.dtype));
+        using var expected = SafeTensors.Load(Path.Combine(path, "model.safetensors"), castTo: null)["shared.weight"];
+        Tensors.TensorAssert.Equal(expected, model.Module.named_parameters().Single(p => p.name == "shared.weight").parameter);
+        var loss = Seq2Seq.ExampleLosses(model, [Example(0)]).Single();
+        Assert.InRange(Math.Abs(loss - Golden(0)), 0, tolerance);
+    }
+
     [Fact]
     public void A_tied_head_equals_an_untied_head_holding_the_rescaled_embedding()
     {
