@@ -15,8 +15,6 @@ namespace LoraHub.Core.Tests.Models;
 /// </summary>
 public sealed class HalfPrecisionLoadTests
 {
-    private const ScalarType BF16 = ScalarType.BFloat16;
-
     /// <summary>tiny-llama's tensors stored as dtype (the caller disposes them).</summary>
     private static Dictionary<string, Tensor> TinyLlamaAs(ScalarType stored)
     {
@@ -45,55 +43,51 @@ public sealed class HalfPrecisionLoadTests
     }
 
     [Theory]
-    [InlineData(ScalarType.BFloat16, ScalarType.BFloat16)]
-    [InlineData(ScalarType.BFloat16, ScalarType.Float32)]
-    [InlineData(ScalarType.Float16, ScalarType.Float16)]
-    [InlineData(ScalarType.Float16, ScalarType.Float32)]
-    [InlineData(ScalarType.BFloat16, ScalarType.Float16)]
-    [InlineData(ScalarType.Float32, ScalarType.BFloat16)]
-    public void Safetensors_load_as_the_exact_conversion_of_the_stored_values(ScalarType stored, ScalarType compute)
+    [InlineData(ScalarType.BFloat16, ScalarType.BFloat16, "safetensors")]
+    [InlineData(ScalarType.BFloat16, ScalarType.Float32, "safetensors")]
+    [InlineData(ScalarType.Float16, ScalarType.Float16, "safetensors")]
+    [InlineData(ScalarType.Float16, ScalarType.Float32, "safetensors")]
+    [InlineData(ScalarType.BFloat16, ScalarType.Float16, "safetensors")]
+    [InlineData(ScalarType.Float32, ScalarType.BFloat16, "safetensors")]
+    [InlineData(ScalarType.BFloat16, ScalarType.BFloat16, "pytorch_model.bin")]
+    [InlineData(ScalarType.BFloat16, ScalarType.Float32, "pytorch_model.bin")]
+    [InlineData(ScalarType.Float16, ScalarType.Float32, "pytorch_model.bin")]
+    [InlineData(ScalarType.BFloat16, ScalarType.BFloat16, "sharded")]
+    public void Checkpoints_load_as_the_exact_conversion_of_the_stored_values(ScalarType stored, ScalarType compute, string format)
     {
         using var dir = new Fixtures.TempDir();
         var path = CopyConfig(dir);
         using var state = new Loaded(TinyLlamaAs(stored));
-        SafeTensors.Save(Path.Combine(path, "model.safetensors"), state.Tensors);
+        switch (format)
+        {
+            case "safetensors":
+                SafeTensors.Save(Path.Combine(path, "model.safetensors"), state.Tensors);
+                break;
+            case "pytorch_model.bin":
+                WriteTorchSave(Path.Combine(path, "pytorch_model.bin"), state.Tensors);
+                break;
+            default:
+                WriteShards(path, state.Tensors);
+                break;
+        }
         using var model = ModelLoader.LoadCausal(path, compute);
         AssertExactConversion(model, state.Tensors, compute);
         Assert.All(model.Module.parameters(), p => Assert.False(p.requires_grad));
     }
 
-    [Theory]
-    [InlineData(ScalarType.BFloat16, ScalarType.BFloat16)]
-    [InlineData(ScalarType.BFloat16, ScalarType.Float32)]
-    [InlineData(ScalarType.Float16, ScalarType.Float32)]
-    public void Pytorch_model_bin_loads_tensor_by_tensor_as_the_exact_conversion(ScalarType stored, ScalarType compute)
+    /// <summary>Two safetensors shards and their index, as save_pretrained writes large models.</summary>
+    private static void WriteShards(string path, IReadOnlyDictionary<string, Tensor> tensors)
     {
-        using var dir = new Fixtures.TempDir();
-        var path = CopyConfig(dir);
-        using var state = new Loaded(TinyLlamaAs(stored));
-        WriteTorchSave(Path.Combine(path, "pytorch_model.bin"), state.Tensors);
-        using var model = ModelLoader.LoadCausal(path, compute);
-        AssertExactConversion(model, state.Tensors, compute);
-    }
-
-    [Fact]
-    public void A_sharded_bf16_checkpoint_loads_bit_for_bit_in_bf16()
-    {
-        using var dir = new Fixtures.TempDir();
-        var path = CopyConfig(dir);
-        using var state = new Loaded(TinyLlamaAs(BF16));
-        var names = state.Tensors.Keys.Order(StringComparer.Ordinal).ToList();
+        var names = tensors.Keys.Order(StringComparer.Ordinal).ToList();
         var map = new Dictionary<string, string>();
         for (var s = 0; s < 2; s++)
         {
             var shard = $"model-0000{s + 1}-of-00002.safetensors";
-            var part = names.Where((_, i) => i % 2 == s).ToDictionary(n => n, n => state.Tensors[n]);
+            var part = names.Where((_, i) => i % 2 == s).ToDictionary(n => n, n => tensors[n]);
             SafeTensors.Save(Path.Combine(path, shard), part);
             foreach (var n in part.Keys) map[n] = shard;
         }
         File.WriteAllText(Path.Combine(path, "model.safetensors.index.json"), JsonSerializer.Serialize(new { weight_map = map }));
-        using var model = ModelLoader.LoadCausal(path, BF16);
-        AssertExactConversion(model, state.Tensors, BF16);
     }
 
     [Fact]
@@ -101,14 +95,14 @@ public sealed class HalfPrecisionLoadTests
     {
         using var dir = new Fixtures.TempDir();
         var path = CopyConfig(dir);
-        using (var state = new Loaded(TinyLlamaAs(BF16))) SafeTensors.Save(Path.Combine(path, "model.safetensors"), state.Tensors);
-        using var model = ModelLoader.LoadCausal(path, BF16);
+        using (var state = new Loaded(TinyLlamaAs(ScalarType.BFloat16))) SafeTensors.Save(Path.Combine(path, "model.safetensors"), state.Tensors);
+        using var model = ModelLoader.LoadCausal(path, ScalarType.BFloat16);
         var golden = LlamaFiles.Golden["cases"]!.AsArray();
         var examples = golden.Select(c => CausalExample.Join(1, LlamaFiles.Ids(c!["prompt_ids"]!), LlamaFiles.Ids(c!["completion_ids"]!), 2)).ToList();
         var losses = CausalLm.ExampleLosses(model, examples);
-        // Against float32 compute on float32 weights: bf16 weights and activations move a loss of ~10 by a few hundredths.
+        // Against HF's float32 losses: bf16 weights and activations moved a loss of ~10 by at most 0.011 (bench cpu-dtypes).
         for (var i = 0; i < examples.Count; i++)
-            Assert.InRange(Math.Abs(losses[i] - golden[i]!["loss"]!["base"]!.GetValue<double>()), 0, 0.15);
+            Assert.InRange(Math.Abs(losses[i] - golden[i]!["loss"]!["base"]!.GetValue<double>()), 0, 0.05);
 
         var modules = Enumerable.Range(0, 3).Select(i => LoraModule.Load(LlamaFiles.Adapter(i))).ToList();
         try
@@ -117,7 +111,7 @@ public sealed class HalfPrecisionLoadTests
             composed.SetWeights(TinyLlamaFixture.Mixes["lorahub"]);
             var mixed = CausalLm.ExampleLosses(model, examples);
             for (var i = 0; i < examples.Count; i++)
-                Assert.InRange(Math.Abs(mixed[i] - golden[i]!["loss"]!["lorahub"]!.GetValue<double>()), 0, 0.15);
+                Assert.InRange(Math.Abs(mixed[i] - golden[i]!["loss"]!["lorahub"]!.GetValue<double>()), 0, 0.05);
         }
         finally
         {
