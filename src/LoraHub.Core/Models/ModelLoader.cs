@@ -28,9 +28,9 @@ public static class ModelLoader
     }
 
     /// <summary>
-    /// Builds the model for config.json's model_type and copies the checkpoint into it. Weights stored as
-    /// F16/BF16 are computed in F32 by default (see <see cref="LoadCausal"/> for why, and for what loading costs).
-    /// Base weights are frozen (only LoRA is ever trained).
+    /// Builds the model for config.json's model_type and copies the checkpoint into it, streamed as in
+    /// <see cref="LoadCausal"/>. Weights stored as F16/BF16 are computed in F32 by default (see <see cref="LoadCausal"/>
+    /// for why, and for what BF16/F16 compute does on the CPU). Base weights are frozen (only LoRA is ever trained).
     /// </summary>
     public static ISeq2SeqModel Load(string directory, ScalarType dtype = ScalarType.Float32, Device? device = null)
     {
@@ -158,8 +158,20 @@ public static class ModelLoader
 
     /// <summary>
     /// Builds the decoder-only model for config.json's model_type (llama, mistral, qwen2) and copies the checkpoint
-    /// into it; missing or mis-shaped tensors are errors that name them. Weights stored as F16/BF16 are converted to
-    /// dtype (F32 by default). Base weights are frozen (only LoRA is ever trained).
+    /// into it; missing or mis-shaped tensors are errors that name them. Base weights are frozen (only LoRA is ever trained).
+    /// <para>
+    /// The model is built directly in dtype on device and the checkpoint streamed into it tensor by tensor, so loading
+    /// needs about the model's own size: BF16 weights loaded as BF16 are read straight into the parameters (no F32 copy
+    /// ever exists), and F16/BF16 weights loaded as F32 need one tensor's temporary copy on top (bench load-memory).
+    /// </para>
+    /// <para>
+    /// dtype is F32 by default. On the CPU (libtorch 2.10) BF16 and F16 both compute correctly, but their speed depends
+    /// on the processor: BF16 products use oneDNN, fast with AVX512-BF16 or AMX (a Llama few-shot loss took 0.37x the
+    /// F32 time on an AVX512-BF16 EPYC) and slower than F32 without them (1.1x with plain AVX-512, 3x with AVX2 only);
+    /// F16 has no fast CPU matrix product there (1.4-5x F32 for a whole evaluation). BF16 also moves losses by about
+    /// 0.01 (F16 by 0.005) against the reference's F32 values, so F32 stays the default on the CPU; on a GPU BF16/F16
+    /// are native. See the README's "Compute types".
+    /// </para>
     /// </summary>
     public static ICausalLanguageModel LoadCausal(string directory, ScalarType dtype = ScalarType.Float32, Device? device = null)
     {
