@@ -21,40 +21,43 @@ public static class CpuDtypes
     {
         Console.WriteLine($"cpu-dtypes: torch threads {torch.get_num_threads()}, OMP_WAIT_POLICY={Environment.GetEnvironmentVariable("OMP_WAIT_POLICY") ?? "(unset)"}");
         Matmul(rounds);
-        LlamaEvaluation(rounds);
+        // F16 evaluations take seconds each on the CPU: a few rounds tell the ratio.
+        LlamaEvaluation(Math.Min(rounds, 5));
         Golden();
     }
 
-    private static double MedianMs(int rounds, Action action)
+    /// <summary>
+    /// Times each type's action, rounds interleaved so a noisy neighbour slows every type alike, and prints medians and
+    /// ratios to F32. prepare returns the action to time (after one warm-up call) or throws when the CPU kernels refuse the type.
+    /// </summary>
+    private static void Compare(string what, int rounds, Func<ScalarType, Action> prepare)
     {
-        action();
-        var times = new List<double>();
-        for (var i = 0; i < rounds; i++)
-        {
-            var sw = Stopwatch.StartNew();
-            action();
-            times.Add(sw.Elapsed.TotalMilliseconds);
-        }
-        return BenchWorld.Median(times);
-    }
-
-    /// <summary>Runs one line per type; a type the CPU kernels refuse prints the error instead of a time.</summary>
-    private static void PerType(string what, Func<ScalarType, double> measure)
-    {
-        double? f32 = null;
+        var actions = new List<(string Name, Action Run, List<double> Times)>();
         foreach (var (name, type) in Types)
         {
             try
             {
-                var ms = measure(type);
-                f32 ??= ms;
-                Console.WriteLine($"cpu-dtypes: {what} {name,-8} {ms,8:F1} ms  (÷ float32: {ms / f32:F2})");
+                var run = prepare(type);
+                run();
+                actions.Add((name, run, []));
             }
             catch (Exception e) when (e is ExternalException or InvalidOperationException or ArgumentException)
             {
                 Console.WriteLine($"cpu-dtypes: {what} {name,-8} fails: {e.Message.Split('\n')[0]}");
             }
         }
+        for (var i = 0; i < rounds; i++)
+        {
+            foreach (var (_, run, times) in actions)
+            {
+                var sw = Stopwatch.StartNew();
+                run();
+                times.Add(sw.Elapsed.TotalMilliseconds);
+            }
+        }
+        var f32 = BenchWorld.Median(actions[0].Times);
+        foreach (var (name, _, times) in actions)
+            Console.WriteLine($"cpu-dtypes: {what} {name,-8} {BenchWorld.Median(times),8:F1} ms  (÷ float32: {BenchWorld.Median(times) / f32:F2}; medians of {rounds})");
     }
 
     private static void Matmul(int rounds)
@@ -62,12 +65,14 @@ public static class CpuDtypes
         manual_seed(3);
         using var a32 = randn(1024, 1024);
         using var b32 = randn(1024, 1024);
-        PerType("matmul 1024x1024x1024", type =>
+        var inputs = new List<Tensor>();
+        Compare("matmul 1024x1024x1024", rounds, type =>
         {
-            using var a = a32.to(type);
-            using var b = b32.to(type);
-            return MedianMs(rounds, () => { using var c = matmul(a, b); });
+            var (a, b) = (a32.to(type), b32.to(type));
+            inputs.AddRange([a, b]);
+            return () => { using var c = matmul(a, b); };
         });
+        foreach (var t in inputs) t.Dispose();
     }
 
     private static void LlamaEvaluation(int rounds)
@@ -75,16 +80,18 @@ public static class CpuDtypes
         using var dir = new BenchWorld.TempFolder();
         BenchWorld.SaveRandomLlama(dir.Path, BenchWorld.LlamaConfig());
         var examples = BenchWorld.RandomCausalExamples(new Random(7));
+        var models = new List<ICausalLanguageModel>();
         double[]? reference = null;
-        PerType("Llama 512x16 few-shot loss", type =>
+        Compare("Llama 512x16 few-shot loss", rounds, type =>
         {
-            using var model = ModelLoader.LoadCausal(dir.Path, type);
+            var model = ModelLoader.LoadCausal(dir.Path, type);
+            models.Add(model);
             var losses = CausalLm.ExampleLosses(model, examples);
             reference ??= losses;
-            var ms = MedianMs(rounds, () => CausalLm.ExampleLosses(model, examples));
             Console.WriteLine($"cpu-dtypes: Llama 512x16 losses {type}: max |loss - float32 loss| {losses.Zip(reference, (x, y) => Math.Abs(x - y)).Max():F4} (losses ~{losses.Average():F2})");
-            return ms;
+            return () => CausalLm.ExampleLosses(model, examples);
         });
+        foreach (var m in models) m.Dispose();
     }
 
     private static void Golden()

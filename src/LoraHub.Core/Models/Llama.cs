@@ -178,9 +178,9 @@ public sealed class LlamaRMSNorm : nn.Module<Tensor, Tensor>
     private readonly Parameter weight;
     private readonly double eps;
 
-    public LlamaRMSNorm(int size, double eps, ScalarType? dtype = null, Device? device = null) : base(nameof(LlamaRMSNorm))
+    public LlamaRMSNorm(int size, double eps, ParameterFactory parameters) : base(nameof(LlamaRMSNorm))
     {
-        weight = new Parameter(ones(size, dtype, device));
+        weight = parameters.Ones(size);
         this.eps = eps;
         RegisterComponents();
     }
@@ -219,14 +219,14 @@ public sealed class LlamaAttention : nn.Module
     private nn.Module<Tensor, Tensor> q_proj, k_proj, v_proj, o_proj;
     private readonly LlamaConfig config;
 
-    public LlamaAttention(LlamaConfig config, ScalarType? dtype = null, Device? device = null) : base(nameof(LlamaAttention))
+    public LlamaAttention(LlamaConfig config, ParameterFactory parameters) : base(nameof(LlamaAttention))
     {
         this.config = config;
         var h = config.HiddenSize;
-        q_proj = nn.Linear(h, config.NumAttentionHeads * config.HeadDim, config.QkvBias, device, dtype);
-        k_proj = nn.Linear(h, config.NumKeyValueHeads * config.HeadDim, config.QkvBias, device, dtype);
-        v_proj = nn.Linear(h, config.NumKeyValueHeads * config.HeadDim, config.QkvBias, device, dtype);
-        o_proj = nn.Linear(config.NumAttentionHeads * config.HeadDim, h, config.OutputBias, device, dtype);
+        q_proj = parameters.Linear(h, config.NumAttentionHeads * config.HeadDim, config.QkvBias);
+        k_proj = parameters.Linear(h, config.NumKeyValueHeads * config.HeadDim, config.QkvBias);
+        v_proj = parameters.Linear(h, config.NumKeyValueHeads * config.HeadDim, config.QkvBias);
+        o_proj = parameters.Linear(config.NumAttentionHeads * config.HeadDim, h, config.OutputBias);
         RegisterComponents();
     }
 
@@ -275,11 +275,11 @@ public sealed class LlamaMLP : nn.Module<Tensor, Tensor>
 {
     private nn.Module<Tensor, Tensor> gate_proj, up_proj, down_proj;
 
-    public LlamaMLP(LlamaConfig config, ScalarType? dtype = null, Device? device = null) : base(nameof(LlamaMLP))
+    public LlamaMLP(LlamaConfig config, ParameterFactory parameters) : base(nameof(LlamaMLP))
     {
-        gate_proj = nn.Linear(config.HiddenSize, config.IntermediateSize, config.MlpBias, device, dtype);
-        up_proj = nn.Linear(config.HiddenSize, config.IntermediateSize, config.MlpBias, device, dtype);
-        down_proj = nn.Linear(config.IntermediateSize, config.HiddenSize, config.MlpBias, device, dtype);
+        gate_proj = parameters.Linear(config.HiddenSize, config.IntermediateSize, config.MlpBias);
+        up_proj = parameters.Linear(config.HiddenSize, config.IntermediateSize, config.MlpBias);
+        down_proj = parameters.Linear(config.IntermediateSize, config.HiddenSize, config.MlpBias);
         RegisterComponents();
     }
 
@@ -298,12 +298,12 @@ public sealed class LlamaDecoderLayer : nn.Module
     private readonly LlamaRMSNorm input_layernorm;
     private readonly LlamaRMSNorm post_attention_layernorm;
 
-    public LlamaDecoderLayer(LlamaConfig config, ScalarType? dtype = null, Device? device = null) : base(nameof(LlamaDecoderLayer))
+    public LlamaDecoderLayer(LlamaConfig config, ParameterFactory parameters) : base(nameof(LlamaDecoderLayer))
     {
-        self_attn = new LlamaAttention(config, dtype, device);
-        mlp = new LlamaMLP(config, dtype, device);
-        input_layernorm = new LlamaRMSNorm(config.HiddenSize, config.RmsNormEps, dtype, device);
-        post_attention_layernorm = new LlamaRMSNorm(config.HiddenSize, config.RmsNormEps, dtype, device);
+        self_attn = new LlamaAttention(config, parameters);
+        mlp = new LlamaMLP(config, parameters);
+        input_layernorm = new LlamaRMSNorm(config.HiddenSize, config.RmsNormEps, parameters);
+        post_attention_layernorm = new LlamaRMSNorm(config.HiddenSize, config.RmsNormEps, parameters);
         RegisterComponents();
     }
 
@@ -325,13 +325,13 @@ public sealed class LlamaModel : nn.Module
     private readonly LlamaConfig config;
     private readonly float[] inverseFrequencies;
 
-    public LlamaModel(LlamaConfig config, ScalarType? dtype = null, Device? device = null) : base(nameof(LlamaModel))
+    public LlamaModel(LlamaConfig config, ParameterFactory parameters) : base(nameof(LlamaModel))
     {
         this.config = config;
-        embed_tokens = nn.Embedding(config.VocabSize, config.HiddenSize, device: device, dtype: dtype);
+        embed_tokens = parameters.Embedding(config.VocabSize, config.HiddenSize);
         layers = new ModuleList<LlamaDecoderLayer>();
-        for (var i = 0; i < config.NumHiddenLayers; i++) layers.Add(new LlamaDecoderLayer(config, dtype, device));
-        norm = new LlamaRMSNorm(config.HiddenSize, config.RmsNormEps, dtype, device);
+        for (var i = 0; i < config.NumHiddenLayers; i++) layers.Add(new LlamaDecoderLayer(config, parameters));
+        norm = new LlamaRMSNorm(config.HiddenSize, config.RmsNormEps, parameters);
         inverseFrequencies = config.InverseFrequencies();
         RegisterComponents();
     }
@@ -401,14 +401,15 @@ public sealed class LlamaForCausalLM : nn.Module, ICausalLanguageModel
     public LlamaConfig Config { get; }
 
     /// <summary>
-    /// A randomly initialised model whose parameters are created in dtype on device (F32 on the CPU by default), so a
-    /// checkpoint can be loaded into it without a second, differently typed copy of the model.
+    /// A model whose layers come from parameters: randomly initialised F32 on the CPU by default; the loader builds it
+    /// uninitialised in the compute dtype on the device, then streams the checkpoint in (see <see cref="ParameterFactory"/>).
     /// </summary>
-    public LlamaForCausalLM(LlamaConfig config, ScalarType? dtype = null, Device? device = null) : base(nameof(LlamaForCausalLM))
+    public LlamaForCausalLM(LlamaConfig config, ParameterFactory? parameters = null) : base(nameof(LlamaForCausalLM))
     {
+        parameters ??= ParameterFactory.Default;
         Config = config;
-        model = new LlamaModel(config, dtype, device);
-        if (!config.TieWordEmbeddings) lm_head = nn.Linear(config.HiddenSize, config.VocabSize, false, device, dtype);
+        model = new LlamaModel(config, parameters);
+        if (!config.TieWordEmbeddings) lm_head = parameters.Linear(config.HiddenSize, config.VocabSize, false);
         RegisterComponents();
     }
 

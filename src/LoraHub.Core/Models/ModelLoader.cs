@@ -41,7 +41,7 @@ public static class ModelLoader
         if (modelType != "t5")
             throw Unsupported(configPath, modelType, SupportedCausalModelTypes.Contains(modelType ?? "") ? "a decoder-only model: use LoadCausal" : null);
         var config = T5Config.FromJson(json, configPath);
-        return Populate(new T5ForConditionalGeneration(config, dtype, device), directory, T5Source);
+        return Populate(new T5ForConditionalGeneration(config, ForLoading(dtype, device)), directory, T5Source);
     }
 
     /// <summary>config.json's model_type, or null.</summary>
@@ -83,6 +83,12 @@ public static class ModelLoader
             throw;
         }
     }
+
+    /// <summary>
+    /// Parameters for a model about to be filled from a checkpoint: already in the compute dtype on the device, and left
+    /// uninitialised, since every one is overwritten (a missing tensor is an error).
+    /// </summary>
+    private static ParameterFactory ForLoading(ScalarType dtype, Device? device) => new(dtype, device, Uninitialised: true);
 
     /// <summary>T5: save_pretrained stores the shared embedding once; older checkpoints may only have the stack copies.</summary>
     private static string? T5Source(string parameter, Checkpoint checkpoint)
@@ -160,7 +166,7 @@ public static class ModelLoader
     /// Builds the decoder-only model for config.json's model_type (llama, mistral, qwen2) and copies the checkpoint
     /// into it; missing or mis-shaped tensors are errors that name them. Base weights are frozen (only LoRA is ever trained).
     /// <para>
-    /// The model is built directly in dtype on device and the checkpoint streamed into it tensor by tensor, so loading
+    /// The model is built directly in dtype on device (its Linear layers uninitialised) and the checkpoint streamed into it tensor by tensor, so loading
     /// needs about the model's own size: BF16 weights loaded as BF16 are read straight into the parameters (no F32 copy
     /// ever exists), and F16/BF16 weights loaded as F32 need one tensor's temporary copy on top (bench load-memory).
     /// </para>
@@ -182,7 +188,7 @@ public static class ModelLoader
         if (modelType is null || !SupportedCausalModelTypes.Contains(modelType))
             throw Unsupported(configPath, modelType, SupportedModelTypes.Contains(modelType ?? "") ? "an encoder-decoder model: use Load" : null);
         var config = LlamaConfig.FromJson(json, configPath);
-        return Populate(new LlamaForCausalLM(config, dtype, device), directory);
+        return Populate(new LlamaForCausalLM(config, ForLoading(dtype, device)), directory);
     }
 
     /// <summary>The tokenizer of a decoder-only model folder: tokenizer.model (SentencePiece BPE, Llama 2 / Mistral).</summary>
