@@ -85,8 +85,8 @@ public static class ModelLoader
     }
 
     /// <summary>
-    /// Parameters for a model about to be filled from a checkpoint: already in the compute dtype on the device, and left
-    /// uninitialised, since every one is overwritten (a missing tensor is an error).
+    /// Parameters for a model about to be filled from a checkpoint: already in the compute dtype on the device, Linear
+    /// weights uninitialised, since every parameter is overwritten (a missing tensor is an error).
     /// </summary>
     private static ParameterFactory ForLoading(ScalarType dtype, Device? device) => new(dtype, device, Uninitialised: true);
 
@@ -166,17 +166,18 @@ public static class ModelLoader
     /// Builds the decoder-only model for config.json's model_type (llama, mistral, qwen2) and copies the checkpoint
     /// into it; missing or mis-shaped tensors are errors that name them. Base weights are frozen (only LoRA is ever trained).
     /// <para>
-    /// The model is built directly in dtype on device (its Linear layers uninitialised) and the checkpoint streamed into it tensor by tensor, so loading
-    /// needs about the model's own size: BF16 weights loaded as BF16 are read straight into the parameters (no F32 copy
-    /// ever exists), and F16/BF16 weights loaded as F32 need one tensor's temporary copy on top (bench load-memory).
+    /// The model is built directly in dtype on device (its Linear weights uninitialised) and the checkpoint streamed into
+    /// it tensor by tensor, so loading needs about the model's own size: BF16 weights loaded as BF16 are read straight
+    /// into the parameters (no F32 copy ever exists), and F16/BF16 weights loaded as F32 need one tensor's temporary copy
+    /// on top (bench load-memory: peak growth 1.01x the model's bytes, against 3.0x and 2.5x before streaming).
     /// </para>
     /// <para>
     /// dtype is F32 by default. On the CPU (libtorch 2.10) BF16 and F16 both compute correctly, but their speed depends
-    /// on the processor: BF16 products use oneDNN, fast with AVX512-BF16 or AMX (a Llama few-shot loss took 0.37x the
-    /// F32 time on an AVX512-BF16 EPYC) and slower than F32 without them (1.1x with plain AVX-512, 3x with AVX2 only);
-    /// F16 has no fast CPU matrix product there (1.4-5x F32 for a whole evaluation). BF16 also moves losses by about
-    /// 0.01 (F16 by 0.005) against the reference's F32 values, so F32 stays the default on the CPU; on a GPU BF16/F16
-    /// are native. See the README's "Compute types".
+    /// on the processor: BF16 products use oneDNN, fast with AVX512-BF16 (a Llama few-shot loss took 0.37-0.5x the F32
+    /// time on an AVX512-BF16 EPYC) and slower than F32 without it (1.1x with plain AVX-512, 3.2x with AVX2 only); F16
+    /// has no fast CPU matrix product there (1.4-6x F32 for a whole evaluation). BF16 also moves losses by about 0.01
+    /// (F16 by 0.005) from the reference's F32 values, so F32 stays the default on the CPU; on a GPU BF16/F16 are
+    /// native. See the README's "Compute types and loading".
     /// </para>
     /// </summary>
     public static ICausalLanguageModel LoadCausal(string directory, ScalarType dtype = ScalarType.Float32, Device? device = null)
