@@ -18,7 +18,7 @@ public static class CompositionOverhead
         using var dir = new BenchWorld.TempFolder();
         using var model = BenchWorld.RandomT5(dir.Path);
         var targets = BenchWorld.AttentionQv(model);
-        foreach (var i in Enumerable.Range(0, 20)) BenchWorld.RandomModule(dir.Path, i, targets).Dispose();
+        foreach (var i in Enumerable.Range(0, 20)) BenchWorld.RandomModule(dir.Path, i, model, targets).Dispose();
         var pool = ModuleRef.Scan(Path.Combine(dir.Path, "modules"));
         var tokenizer = ModelLoader.LoadTokenizer(dir.Path);
         var rng = new Random(11);
@@ -53,9 +53,9 @@ public static class CompositionOverhead
             compositionTimes.Add(Composition(true));
             serialTimes.Add(Composition(false));
         }
-        var baseMs = LoraOverhead.Median(baseTimes);
-        var batchedMs = LoraOverhead.Median(compositionTimes);
-        var serialMs = LoraOverhead.Median(serialTimes);
+        var baseMs = BenchWorld.Median(baseTimes);
+        var batchedMs = BenchWorld.Median(compositionTimes);
+        var serialMs = BenchWorld.Median(serialTimes);
         Console.WriteLine($"composition-overhead: base evaluation {baseMs:F1} ms; composition (K=20, budget 40) {batchedMs:F0} ms batched, {serialMs:F0} ms one at a time (medians of {n})");
         Console.WriteLine($"composition-overhead ratio (composition / (40 x base evaluation)): {batchedMs / (40 * baseMs):F3} batched, {serialMs / (40 * baseMs):F3} one at a time  (target <= 1.2)");
 
@@ -70,7 +70,7 @@ public static class CompositionOverhead
         var b = new List<double>();
         var s = new List<double>();
         for (var i = 0; i < n; i++) { b.Add(Batched()); s.Add(OneByOne()); }
-        var (bm, sm) = (LoraOverhead.Median(b), LoraOverhead.Median(s));
+        var (bm, sm) = (BenchWorld.Median(b), BenchWorld.Median(s));
         Console.WriteLine($"batched-candidates: {8 / bm:F2} evaluations/s batched (lambda = 8 in one forward) vs {8 / sm:F2} one at a time: speed-up {sm / bm:F2}x");
         foreach (var m in modules) m.Dispose();
     }

@@ -36,7 +36,8 @@ public static class DurableOverhead
     private const int Seed = 0;
     private const double Target = 1.5;
     // Small enough that a composition of 40 evaluations takes seconds on 2 cores; the real tokenizer's vocabulary.
-    private static readonly BenchWorld.T5Geometry Geometry = new(256, 4, 4, 1024);
+    private const int DModel = 256, Layers = 4;
+    private static readonly System.Text.Json.Nodes.JsonObject Geometry = BenchWorld.T5Config(dModel: DModel, layers: Layers, heads: 4);
 
     public static async Task<int> RunAsync(int rounds)
     {
@@ -109,7 +110,7 @@ public static class DurableOverhead
             foreach (var c in cliTimes) Check(c, durable["local"].Warm[0], "every CLI run");
 
             var cliMs = Median(cliTimes.Select(c => c.TotalMs));
-            Console.WriteLine($"durable-overhead: toy hub: T5 d_model {Geometry.DModel}, {Geometry.Layers} + {Geometry.Layers} layers, {K} rank-16 modules on every q and v, 5 examples ({examples.Average(e => e.Input.Length):F0} input chars), K = {K}, {reference.Optimizer}, budget {Budget}, seed {Seed}");
+            Console.WriteLine($"durable-overhead: toy hub: T5 d_model {DModel}, {Layers} + {Layers} layers, {K} rank-16 modules on every q and v, 5 examples ({examples.Average(e => e.Input.Length):F0} input chars), K = {K}, {reference.Optimizer}, budget {Budget}, seed {Seed}");
             Console.WriteLine($"durable-overhead: CLI in-process {cliMs:F0} ms, CPU {Median(cliTimes.Select(c => c.CpuMs)):F0} ms (load model {Median(cliTimes.Select(c => c.LoadModelMs)):F0}, load modules {Median(cliTimes.Select(c => c.LoadModulesMs)):F0}, search {Median(cliTimes.Select(c => c.SearchMs)):F0}, merge + write {Median(cliTimes.Select(c => c.WriteMs)):F0}; medians of {rounds})");
             foreach (var (name, _) in stores)
             {
@@ -149,7 +150,7 @@ public static class DurableOverhead
         using (var model = BenchWorld.RandomT5(Path.Combine(hub, "models", BaseName), Geometry))
         {
             var targets = BenchWorld.AttentionQv(model);
-            foreach (var i in Enumerable.Range(0, K)) BenchWorld.RandomModule(hub, i, targets, Geometry.DModel).Dispose();
+            foreach (var i in Enumerable.Range(0, K)) BenchWorld.RandomModule(hub, i, model, targets).Dispose();
         }
         var rng = new Random(11);
         string Words(int n) => string.Join(' ', Enumerable.Range(0, n).Select(_ => $"w{rng.Next(1000)}"));
@@ -174,7 +175,7 @@ public static class DurableOverhead
     /// <summary>CPU time of this process (all threads): less sensitive to busy neighbours than wall time.</summary>
     private static double CpuMs() => Process.GetCurrentProcess().TotalProcessorTime.TotalMilliseconds;
 
-    private static double Median(IEnumerable<double> xs) => LoraOverhead.Median(xs.ToList());
+    private static double Median(IEnumerable<double> xs) => BenchWorld.Median(xs.ToList());
 
     private sealed record CliRun(double TotalMs, double CpuMs, double LoadModelMs, double LoadModulesMs, double SearchMs, double WriteMs,
         string Optimizer, IReadOnlyList<string> Modules, double[] Weights, double BestObjective, byte[] Adapter);

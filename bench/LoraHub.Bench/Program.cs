@@ -1,18 +1,36 @@
 // Benchmarks print ratios measured in one run (absolute times on a shared 2-core machine mean little).
-// Run: OMP_WAIT_POLICY=PASSIVE dotnet run -c Release --project bench/LoraHub.Bench -- [lora-overhead] [composition-overhead] [durable-overhead] [--rounds N]
-// (--rounds defaults to 15, and to 3 for durable-overhead, whose rounds are whole compositions.)
+// Run: OMP_WAIT_POLICY=PASSIVE dotnet run -c Release --project bench/LoraHub.Bench -- [name]... [--rounds N]
 using LoraHub.Bench;
 
+// load-memory measures each load in a child process of this program.
+if (LoadMemory.TryRunChild(args)) return 0;
+
+// Each benchmark takes its rounds (--rounds, else its default: durable-overhead's rounds are whole compositions) and
+// returns its exit code.
+var benchmarks = new Dictionary<string, Func<int?, Task<int>>>
+{
+    ["lora-overhead"] = r => Done(() => LoraOverhead.RunT5(r ?? 15)),
+    ["lora-overhead-llama"] = r => Done(() => LoraOverhead.RunLlama(r ?? 15)),
+    ["composition-overhead"] = r => Done(() => CompositionOverhead.Run(r ?? 15)),
+    ["durable-overhead"] = r => DurableOverhead.RunAsync(r ?? 3),
+    ["load-memory"] = _ => Done(LoadMemory.Run),
+    ["cpu-dtypes"] = r => Done(() => CpuDtypes.Run(r ?? 15)),
+};
 var rounds = args.SkipWhile(a => a != "--rounds").Skip(1).Select(a => (int?)int.Parse(a)).FirstOrDefault();
 var which = args.Where(a => !a.StartsWith("--") && !int.TryParse(a, out _)).DefaultIfEmpty("lora-overhead").ToList();
 foreach (var name in which)
 {
-    switch (name)
+    if (!benchmarks.TryGetValue(name, out var run))
     {
-        case "lora-overhead": LoraOverhead.Run(rounds ?? 15); break;
-        case "composition-overhead": CompositionOverhead.Run(rounds ?? 15); break;
-        case "durable-overhead": if (await DurableOverhead.RunAsync(rounds ?? 3) != 0) return 1; break;
-        default: Console.Error.WriteLine($"unknown benchmark '{name}' (known: lora-overhead, composition-overhead, durable-overhead)"); return 2;
+        Console.Error.WriteLine($"unknown benchmark '{name}' (known: {string.Join(", ", benchmarks.Keys)})");
+        return 2;
     }
+    if (await run(rounds) != 0) return 1;
 }
 return 0;
+
+static Task<int> Done(Action run)
+{
+    run();
+    return Task.FromResult(0);
+}

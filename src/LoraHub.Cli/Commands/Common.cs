@@ -15,7 +15,7 @@ internal static class Common
     public static Option<string[]> Modules() => new("--module") { Description = "PEFT LoRA module folder (repeatable)", AllowMultipleArgumentsPerToken = false };
     public static Option<string?> Weights() => new("--weights") { Description = "one weight per --module, comma separated (w1,w2,...)" };
     public static Option<string> Format() => new Option<string>("--format") { Description = "output format", DefaultValueFactory = _ => "text" }.AcceptOnlyFromAmong("text", "json");
-    public static Option<string> DType() => new Option<string>("--dtype") { Description = "compute type", DefaultValueFactory = _ => "float32" }.AcceptOnlyFromAmong("float32", "bfloat16", "float16");
+    public static Option<string> DType() => new Option<string>("--dtype") { Description = "compute type: float32 (default), bfloat16 (half the memory; on the CPU fast only with AVX512-BF16 or AMX), float16 (half the memory, slow on the CPU)", DefaultValueFactory = _ => "float32" }.AcceptOnlyFromAmong("float32", "bfloat16", "float16");
 
     public static Option<string> Merge() => new Option<string>("--merge") { Description = "lorahub: A and B merged separately (the paper); linear: exact weighted sum of the modules' deltas", DefaultValueFactory = _ => "lorahub" }.AcceptOnlyFromAmong([.. MergeModes.Names]);
 

@@ -221,8 +221,10 @@ public sealed class ComposedModel : IDisposable
     private static void Attach(Target t, Tensor a, Tensor b)
     {
         var (oldA, oldB) = (t.A, t.B);
-        t.A = a.contiguous().DetachFromDisposeScope();
-        t.B = b.contiguous().DetachFromDisposeScope();
+        // Merged in F32 (the modules' type); a model computing in BF16/F16 gets the adapter in its own type.
+        var dtype = t.Layer.BaseLayer.weight!.dtype;
+        t.A = a.to(dtype).contiguous().DetachFromDisposeScope();
+        t.B = b.to(dtype).contiguous().DetachFromDisposeScope();
         t.Layer.SetAdapter(t.A, t.B);
         oldA?.Dispose();
         oldB?.Dispose();

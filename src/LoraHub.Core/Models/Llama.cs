@@ -178,9 +178,9 @@ public sealed class LlamaRMSNorm : nn.Module<Tensor, Tensor>
     private readonly Parameter weight;
     private readonly double eps;
 
-    public LlamaRMSNorm(int size, double eps) : base(nameof(LlamaRMSNorm))
+    public LlamaRMSNorm(int size, double eps, ParameterFactory parameters) : base(nameof(LlamaRMSNorm))
     {
-        weight = new Parameter(ones(size));
+        weight = parameters.Ones(size);
         this.eps = eps;
         RegisterComponents();
     }
@@ -219,14 +219,14 @@ public sealed class LlamaAttention : nn.Module
     private nn.Module<Tensor, Tensor> q_proj, k_proj, v_proj, o_proj;
     private readonly LlamaConfig config;
 
-    public LlamaAttention(LlamaConfig config) : base(nameof(LlamaAttention))
+    public LlamaAttention(LlamaConfig config, ParameterFactory parameters) : base(nameof(LlamaAttention))
     {
         this.config = config;
         var h = config.HiddenSize;
-        q_proj = nn.Linear(h, config.NumAttentionHeads * config.HeadDim, hasBias: config.QkvBias);
-        k_proj = nn.Linear(h, config.NumKeyValueHeads * config.HeadDim, hasBias: config.QkvBias);
-        v_proj = nn.Linear(h, config.NumKeyValueHeads * config.HeadDim, hasBias: config.QkvBias);
-        o_proj = nn.Linear(config.NumAttentionHeads * config.HeadDim, h, hasBias: config.OutputBias);
+        q_proj = parameters.Linear(h, config.NumAttentionHeads * config.HeadDim, config.QkvBias);
+        k_proj = parameters.Linear(h, config.NumKeyValueHeads * config.HeadDim, config.QkvBias);
+        v_proj = parameters.Linear(h, config.NumKeyValueHeads * config.HeadDim, config.QkvBias);
+        o_proj = parameters.Linear(config.NumAttentionHeads * config.HeadDim, h, config.OutputBias);
         RegisterComponents();
     }
 
@@ -275,11 +275,11 @@ public sealed class LlamaMLP : nn.Module<Tensor, Tensor>
 {
     private nn.Module<Tensor, Tensor> gate_proj, up_proj, down_proj;
 
-    public LlamaMLP(LlamaConfig config) : base(nameof(LlamaMLP))
+    public LlamaMLP(LlamaConfig config, ParameterFactory parameters) : base(nameof(LlamaMLP))
     {
-        gate_proj = nn.Linear(config.HiddenSize, config.IntermediateSize, hasBias: config.MlpBias);
-        up_proj = nn.Linear(config.HiddenSize, config.IntermediateSize, hasBias: config.MlpBias);
-        down_proj = nn.Linear(config.IntermediateSize, config.HiddenSize, hasBias: config.MlpBias);
+        gate_proj = parameters.Linear(config.HiddenSize, config.IntermediateSize, config.MlpBias);
+        up_proj = parameters.Linear(config.HiddenSize, config.IntermediateSize, config.MlpBias);
+        down_proj = parameters.Linear(config.IntermediateSize, config.HiddenSize, config.MlpBias);
         RegisterComponents();
     }
 
@@ -298,12 +298,12 @@ public sealed class LlamaDecoderLayer : nn.Module
     private readonly LlamaRMSNorm input_layernorm;
     private readonly LlamaRMSNorm post_attention_layernorm;
 
-    public LlamaDecoderLayer(LlamaConfig config) : base(nameof(LlamaDecoderLayer))
+    public LlamaDecoderLayer(LlamaConfig config, ParameterFactory parameters) : base(nameof(LlamaDecoderLayer))
     {
-        self_attn = new LlamaAttention(config);
-        mlp = new LlamaMLP(config);
-        input_layernorm = new LlamaRMSNorm(config.HiddenSize, config.RmsNormEps);
-        post_attention_layernorm = new LlamaRMSNorm(config.HiddenSize, config.RmsNormEps);
+        self_attn = new LlamaAttention(config, parameters);
+        mlp = new LlamaMLP(config, parameters);
+        input_layernorm = new LlamaRMSNorm(config.HiddenSize, config.RmsNormEps, parameters);
+        post_attention_layernorm = new LlamaRMSNorm(config.HiddenSize, config.RmsNormEps, parameters);
         RegisterComponents();
     }
 
@@ -325,13 +325,13 @@ public sealed class LlamaModel : nn.Module
     private readonly LlamaConfig config;
     private readonly float[] inverseFrequencies;
 
-    public LlamaModel(LlamaConfig config) : base(nameof(LlamaModel))
+    public LlamaModel(LlamaConfig config, ParameterFactory parameters) : base(nameof(LlamaModel))
     {
         this.config = config;
-        embed_tokens = nn.Embedding(config.VocabSize, config.HiddenSize);
+        embed_tokens = parameters.Embedding(config.VocabSize, config.HiddenSize);
         layers = new ModuleList<LlamaDecoderLayer>();
-        for (var i = 0; i < config.NumHiddenLayers; i++) layers.Add(new LlamaDecoderLayer(config));
-        norm = new LlamaRMSNorm(config.HiddenSize, config.RmsNormEps);
+        for (var i = 0; i < config.NumHiddenLayers; i++) layers.Add(new LlamaDecoderLayer(config, parameters));
+        norm = new LlamaRMSNorm(config.HiddenSize, config.RmsNormEps, parameters);
         inverseFrequencies = config.InverseFrequencies();
         RegisterComponents();
     }
@@ -400,11 +400,16 @@ public sealed class LlamaForCausalLM : nn.Module, ICausalLanguageModel
 
     public LlamaConfig Config { get; }
 
-    public LlamaForCausalLM(LlamaConfig config) : base(nameof(LlamaForCausalLM))
+    /// <summary>
+    /// A model whose layers come from parameters: randomly initialised F32 on the CPU by default; the loader builds it
+    /// uninitialised in the compute dtype on the device, then streams the checkpoint in (see <see cref="ParameterFactory"/>).
+    /// </summary>
+    public LlamaForCausalLM(LlamaConfig config, ParameterFactory? parameters = null) : base(nameof(LlamaForCausalLM))
     {
+        parameters ??= ParameterFactory.Default;
         Config = config;
-        model = new LlamaModel(config);
-        if (!config.TieWordEmbeddings) lm_head = nn.Linear(config.HiddenSize, config.VocabSize, hasBias: false);
+        model = new LlamaModel(config, parameters);
+        if (!config.TieWordEmbeddings) lm_head = parameters.Linear(config.HiddenSize, config.VocabSize, false);
         RegisterComponents();
     }
 

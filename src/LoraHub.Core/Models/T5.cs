@@ -69,9 +69,9 @@ public sealed class T5LayerNorm : nn.Module<Tensor, Tensor>
     private readonly Parameter weight;
     private readonly double eps;
 
-    public T5LayerNorm(int size, double eps) : base(nameof(T5LayerNorm))
+    public T5LayerNorm(int size, double eps, ParameterFactory parameters) : base(nameof(T5LayerNorm))
     {
-        weight = new Parameter(ones(size));
+        weight = parameters.Ones(size);
         this.eps = eps;
         RegisterComponents();
     }
@@ -117,16 +117,16 @@ public sealed class T5Attention : nn.Module
     private readonly T5Config config;
     private readonly bool bidirectional;
 
-    public T5Attention(T5Config config, bool hasRelativeBias, bool bidirectional) : base(nameof(T5Attention))
+    public T5Attention(T5Config config, bool hasRelativeBias, bool bidirectional, ParameterFactory parameters) : base(nameof(T5Attention))
     {
         this.config = config;
         this.bidirectional = bidirectional;
         var inner = config.NumHeads * config.DKv;
-        q = nn.Linear(config.DModel, inner, hasBias: false);
-        k = nn.Linear(config.DModel, inner, hasBias: false);
-        v = nn.Linear(config.DModel, inner, hasBias: false);
-        o = nn.Linear(inner, config.DModel, hasBias: false);
-        if (hasRelativeBias) relative_attention_bias = nn.Embedding(config.RelativeAttentionNumBuckets, config.NumHeads);
+        q = parameters.Linear(config.DModel, inner, false);
+        k = parameters.Linear(config.DModel, inner, false);
+        v = parameters.Linear(config.DModel, inner, false);
+        o = parameters.Linear(inner, config.DModel, false);
+        if (hasRelativeBias) relative_attention_bias = parameters.Embedding(config.RelativeAttentionNumBuckets, config.NumHeads);
         RegisterComponents();
     }
 
@@ -204,10 +204,10 @@ public sealed class T5LayerSelfAttention : nn.Module
     private readonly T5Attention SelfAttention;
     private readonly T5LayerNorm layer_norm;
 
-    public T5LayerSelfAttention(T5Config config, bool hasRelativeBias, bool bidirectional) : base(nameof(T5LayerSelfAttention))
+    public T5LayerSelfAttention(T5Config config, bool hasRelativeBias, bool bidirectional, ParameterFactory parameters) : base(nameof(T5LayerSelfAttention))
     {
-        SelfAttention = new T5Attention(config, hasRelativeBias, bidirectional);
-        layer_norm = new T5LayerNorm(config.DModel, config.LayerNormEpsilon);
+        SelfAttention = new T5Attention(config, hasRelativeBias, bidirectional, parameters);
+        layer_norm = new T5LayerNorm(config.DModel, config.LayerNormEpsilon, parameters);
         RegisterComponents();
     }
 
@@ -226,10 +226,10 @@ public sealed class T5LayerCrossAttention : nn.Module
     private readonly T5Attention EncDecAttention;
     private readonly T5LayerNorm layer_norm;
 
-    public T5LayerCrossAttention(T5Config config) : base(nameof(T5LayerCrossAttention))
+    public T5LayerCrossAttention(T5Config config, ParameterFactory parameters) : base(nameof(T5LayerCrossAttention))
     {
-        EncDecAttention = new T5Attention(config, hasRelativeBias: false, bidirectional: true);
-        layer_norm = new T5LayerNorm(config.DModel, config.LayerNormEpsilon);
+        EncDecAttention = new T5Attention(config, hasRelativeBias: false, bidirectional: true, parameters);
+        layer_norm = new T5LayerNorm(config.DModel, config.LayerNormEpsilon, parameters);
         RegisterComponents();
     }
 
@@ -248,18 +248,18 @@ public sealed class T5DenseActDense : nn.Module<Tensor, Tensor>
     private readonly nn.Module<Tensor, Tensor> wo;
     private readonly string act;
 
-    public T5DenseActDense(T5Config config) : base(nameof(T5DenseActDense))
+    public T5DenseActDense(T5Config config, ParameterFactory parameters) : base(nameof(T5DenseActDense))
     {
         if (config.IsGatedAct)
         {
-            wi_0 = nn.Linear(config.DModel, config.DFf, hasBias: false);
-            wi_1 = nn.Linear(config.DModel, config.DFf, hasBias: false);
+            wi_0 = parameters.Linear(config.DModel, config.DFf, false);
+            wi_1 = parameters.Linear(config.DModel, config.DFf, false);
         }
         else
         {
-            wi = nn.Linear(config.DModel, config.DFf, hasBias: false);
+            wi = parameters.Linear(config.DModel, config.DFf, false);
         }
-        wo = nn.Linear(config.DFf, config.DModel, hasBias: false);
+        wo = parameters.Linear(config.DFf, config.DModel, false);
         act = config.DenseActFn;
         RegisterComponents();
     }
@@ -285,10 +285,10 @@ public sealed class T5LayerFF : nn.Module<Tensor, Tensor>
     private readonly T5DenseActDense DenseReluDense;
     private readonly T5LayerNorm layer_norm;
 
-    public T5LayerFF(T5Config config) : base(nameof(T5LayerFF))
+    public T5LayerFF(T5Config config, ParameterFactory parameters) : base(nameof(T5LayerFF))
     {
-        DenseReluDense = new T5DenseActDense(config);
-        layer_norm = new T5LayerNorm(config.DModel, config.LayerNormEpsilon);
+        DenseReluDense = new T5DenseActDense(config, parameters);
+        layer_norm = new T5LayerNorm(config.DModel, config.LayerNormEpsilon, parameters);
         RegisterComponents();
     }
 
@@ -306,13 +306,13 @@ public sealed class T5Block : nn.Module
     private readonly ModuleList<nn.Module> layer;
     private readonly bool isDecoder;
 
-    public T5Block(T5Config config, bool isDecoder, bool hasRelativeBias) : base(nameof(T5Block))
+    public T5Block(T5Config config, bool isDecoder, bool hasRelativeBias, ParameterFactory parameters) : base(nameof(T5Block))
     {
         this.isDecoder = isDecoder;
         layer = new ModuleList<nn.Module>();
-        layer.Add(new T5LayerSelfAttention(config, hasRelativeBias, bidirectional: !isDecoder));
-        if (isDecoder) layer.Add(new T5LayerCrossAttention(config));
-        layer.Add(new T5LayerFF(config));
+        layer.Add(new T5LayerSelfAttention(config, hasRelativeBias, bidirectional: !isDecoder, parameters));
+        if (isDecoder) layer.Add(new T5LayerCrossAttention(config, parameters));
+        layer.Add(new T5LayerFF(config, parameters));
         RegisterComponents();
     }
 
@@ -349,14 +349,14 @@ public sealed class T5Stack : nn.Module
     private readonly T5LayerNorm final_layer_norm;
     private readonly bool isDecoder;
 
-    public T5Stack(T5Config config, Embedding shared, bool isDecoder) : base(nameof(T5Stack))
+    public T5Stack(T5Config config, Embedding shared, bool isDecoder, ParameterFactory parameters) : base(nameof(T5Stack))
     {
         this.isDecoder = isDecoder;
         embed_tokens = shared;
         var count = isDecoder ? config.NumDecoderLayers : config.NumLayers;
         block = new ModuleList<T5Block>();
-        for (var i = 0; i < count; i++) block.Add(new T5Block(config, isDecoder, hasRelativeBias: i == 0));
-        final_layer_norm = new T5LayerNorm(config.DModel, config.LayerNormEpsilon);
+        for (var i = 0; i < count; i++) block.Add(new T5Block(config, isDecoder, hasRelativeBias: i == 0, parameters));
+        final_layer_norm = new T5LayerNorm(config.DModel, config.LayerNormEpsilon, parameters);
         RegisterComponents();
     }
 
@@ -409,13 +409,18 @@ public sealed class T5ForConditionalGeneration : nn.Module, ISeq2SeqModel
 
     public T5Config Config { get; }
 
-    public T5ForConditionalGeneration(T5Config config) : base(nameof(T5ForConditionalGeneration))
+    /// <summary>
+    /// A model whose layers come from parameters: randomly initialised F32 on the CPU by default; the loader builds it
+    /// uninitialised in the compute dtype on the device, then streams the checkpoint in (see <see cref="ParameterFactory"/>).
+    /// </summary>
+    public T5ForConditionalGeneration(T5Config config, ParameterFactory? parameters = null) : base(nameof(T5ForConditionalGeneration))
     {
+        parameters ??= ParameterFactory.Default;
         Config = config;
-        shared = nn.Embedding(config.VocabSize, config.DModel);
-        encoder = new T5Stack(config, shared, isDecoder: false);
-        decoder = new T5Stack(config, shared, isDecoder: true);
-        if (!config.TieWordEmbeddings) lm_head = nn.Linear(config.DModel, config.VocabSize, hasBias: false);
+        shared = parameters.Embedding(config.VocabSize, config.DModel);
+        encoder = new T5Stack(config, shared, isDecoder: false, parameters);
+        decoder = new T5Stack(config, shared, isDecoder: true, parameters);
+        if (!config.TieWordEmbeddings) lm_head = parameters.Linear(config.DModel, config.VocabSize, false);
         RegisterComponents();
     }
 

@@ -25,18 +25,38 @@ public static class PyTorchBin
     /// </summary>
     public static Dictionary<string, torch.Tensor> Load(string path, torch.ScalarType? castTo = torch.ScalarType.Float32)
     {
+        using var archive = Open(path);
+        return archive.ReadAll(castTo);
+    }
+
+    /// <summary>Opens an archive and validates its pickle, storages and views; data is read later.</summary>
+    internal static Archive Open(string path)
+    {
         TensorIO.EnsureLittleEndianHost();
         var fullPath = Path.GetFullPath(path);
         if (!File.Exists(fullPath)) throw new TensorFileException(fullPath, "file not found");
 
-        using var zip = OpenZip(fullPath);
+        var zip = OpenZip(fullPath);
         try
         {
-            return LoadFromZip(fullPath, zip, castTo);
+            return Corrupt(fullPath, () => new Archive(fullPath, zip));
+        }
+        catch
+        {
+            zip.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>Corrupt local headers, CRC mismatches and the like surface while reading entries: name the file.</summary>
+    private static T Corrupt<T>(string fullPath, Func<T> read)
+    {
+        try
+        {
+            return read();
         }
         catch (InvalidDataException e)
         {
-            // Corrupt local headers, CRC mismatches and the like surface while reading entries.
             throw new TensorFileException(fullPath, $"corrupt zip archive ({e.Message})", e);
         }
     }
@@ -69,95 +89,157 @@ public static class PyTorchBin
         }
     }
 
-    private static Dictionary<string, torch.Tensor> LoadFromZip(string fullPath, ZipArchive zip, torch.ScalarType? castTo)
+    /// <summary>An open torch.save archive whose pickle, storages and views have been validated.</summary>
+    internal sealed class Archive : ITensorFile
     {
-        // The archive has one top folder (named "archive" by current torch, the file's stem by older ones).
-        var pickles = zip.Entries
-            .Where(e => e.FullName.EndsWith("/data.pkl", StringComparison.Ordinal) && e.FullName.Count(c => c == '/') == 1)
-            .ToList();
-        if (pickles.Count == 0)
-            throw new TensorFileException(fullPath, "zip archive has no '<root>/data.pkl' entry, so it is not a torch.save file");
-        if (pickles.Count > 1)
-            throw new TensorFileException(fullPath, $"zip archive has several data.pkl entries ({string.Join(", ", pickles.Select(p => p.FullName))})");
-        var pickleEntry = pickles[0];
-        var root = pickleEntry.FullName[..^"data.pkl".Length];
+        private readonly string fullPath;
+        private readonly ZipArchive zip;
+        private readonly List<(string Name, TensorRef Tensor)> tensors;
+        private readonly Dictionary<string, TensorRef> byName;
+        private readonly Dictionary<string, (StorageRef Storage, ZipArchiveEntry Entry, int Users)> storages;
 
-        if (zip.GetEntry(root + "byteorder") is { } byteOrderEntry)
+        internal Archive(string fullPath, ZipArchive zip)
         {
-            var order = Encoding.ASCII.GetString(ReadSmallEntry(fullPath, byteOrderEntry, 64)).Trim();
-            if (order != "little")
-                throw new TensorFileException(fullPath, $"{byteOrderEntry.FullName} says '{order}'; only little-endian archives are supported");
-        }
+            this.fullPath = fullPath;
+            this.zip = zip;
+            // The archive has one top folder (named "archive" by current torch, the file's stem by older ones).
+            var pickles = zip.Entries
+                .Where(e => e.FullName.EndsWith("/data.pkl", StringComparison.Ordinal) && e.FullName.Count(c => c == '/') == 1)
+                .ToList();
+            if (pickles.Count == 0)
+                throw new TensorFileException(fullPath, "zip archive has no '<root>/data.pkl' entry, so it is not a torch.save file");
+            if (pickles.Count > 1)
+                throw new TensorFileException(fullPath, $"zip archive has several data.pkl entries ({string.Join(", ", pickles.Select(p => p.FullName))})");
+            var pickleEntry = pickles[0];
+            var root = pickleEntry.FullName[..^"data.pkl".Length];
 
-        var pickle = ReadSmallEntry(fullPath, pickleEntry, MaxPickleBytes);
-        var top = RestrictedUnpickler.Load(pickle, fullPath, pickleEntry.FullName);
-        var tensors = ToTensorList(fullPath, pickleEntry.FullName, top);
-
-        // Validate every storage and view before reading any data, so a bad file fails fast and cheaply.
-        long archiveLength = new FileInfo(fullPath).Length;
-        var storages = new Dictionary<string, (StorageRef Storage, ZipArchiveEntry Entry, int Users)>(StringComparer.Ordinal);
-        foreach (var (name, t) in tensors)
-        {
-            var s = t.Storage;
-            if (storages.TryGetValue(s.Key, out var known))
+            if (zip.GetEntry(root + "byteorder") is { } byteOrderEntry)
             {
-                if (known.Storage.Type != s.Type || known.Storage.Numel != s.Numel)
-                    throw new TensorFileException(fullPath, $"tensor '{name}': storage '{s.Key}' is described as {s.Numel} x {s.Type} here but as {known.Storage.Numel} x {known.Storage.Type} elsewhere");
-                storages[s.Key] = known with { Users = known.Users + 1 };
+                var order = Encoding.ASCII.GetString(ReadSmallEntry(fullPath, byteOrderEntry, 64)).Trim();
+                if (order != "little")
+                    throw new TensorFileException(fullPath, $"{byteOrderEntry.FullName} says '{order}'; only little-endian archives are supported");
             }
-            else
-            {
-                var entryName = $"{root}data/{s.Key}";
-                var entry = zip.GetEntry(entryName)
-                    ?? throw new TensorFileException(fullPath, $"tensor '{name}': storage entry '{entryName}' is missing from the archive");
-                long? bytes = TensorIO.CheckedNumel([s.Numel, TensorIO.ElementSize(s.Type)]);
-                if (entry.Length != bytes)
-                    throw new TensorFileException(fullPath, $"tensor '{name}': storage entry '{entryName}' holds {entry.Length} bytes but {s.Numel} x {s.Type} needs {(bytes is { } b ? b.ToString() : "more than 2^63")}");
-                // The zip directory's sizes are not trusted: deflate cannot expand more than ~1032:1, and a
-                // stored entry cannot be larger than the archive. This stops a tiny file from demanding a huge allocation.
-                if (entry.CompressedLength > archiveLength || entry.Length / 1100 > entry.CompressedLength)
-                    throw new TensorFileException(fullPath, $"storage entry '{entryName}' claims {entry.Length} bytes from {entry.CompressedLength} compressed bytes in a {archiveLength}-byte archive (corrupt zip)");
-                storages[s.Key] = (s, entry, 1);
-            }
-            ValidateView(fullPath, name, t);
-        }
 
-        using var scope = torch.NewDisposeScope();
-        var built = new Dictionary<string, torch.Tensor>(tensors.Count, StringComparer.Ordinal);
-        // One storage at a time: peak memory is the result plus the largest storage, not twice the model.
-        foreach (var group in tensors.GroupBy(t => t.Tensor.Storage.Key, StringComparer.Ordinal))
-        {
-            var (storageRef, entry, users) = storages[group.Key];
-            torch.Tensor storage;
-            using (var stream = entry.Open())
+            var pickle = ReadSmallEntry(fullPath, pickleEntry, MaxPickleBytes);
+            var top = RestrictedUnpickler.Load(pickle, fullPath, pickleEntry.FullName);
+            tensors = ToTensorList(fullPath, pickleEntry.FullName, top);
+            byName = tensors.ToDictionary(t => t.Name, t => t.Tensor, StringComparer.Ordinal);
+
+            // Validate every storage and view before reading any data, so a bad file fails fast and cheaply.
+            long archiveLength = new FileInfo(fullPath).Length;
+            storages = new Dictionary<string, (StorageRef Storage, ZipArchiveEntry Entry, int Users)>(StringComparer.Ordinal);
+            foreach (var (name, t) in tensors)
             {
-                try
+                var s = t.Storage;
+                if (storages.TryGetValue(s.Key, out var known))
                 {
-                    storage = TensorIO.ReadFlat(stream, storageRef.Type, storageRef.Numel);
+                    if (known.Storage.Type != s.Type || known.Storage.Numel != s.Numel)
+                        throw new TensorFileException(fullPath, $"tensor '{name}': storage '{s.Key}' is described as {s.Numel} x {s.Type} here but as {known.Storage.Numel} x {known.Storage.Type} elsewhere");
+                    storages[s.Key] = known with { Users = known.Users + 1 };
                 }
-                catch (EndOfStreamException e)
-                {
-                    throw new TensorFileException(fullPath, $"storage entry '{entry.FullName}' ends early", e);
-                }
-            }
-
-            foreach (var (name, t) in group)
-            {
-                var view = storage.as_strided(t.Size, t.Stride, t.Offset);
-                torch.Tensor owned;
-                if (users == 1 && t.Offset == 0 && view.is_contiguous() && view.numel() == storageRef.Numel)
-                    owned = view; // sole user of the whole storage: take it over instead of copying
                 else
-                    owned = view.is_contiguous() ? view.clone() : view.contiguous(); // own copy, dense layout
-                built[name] = TensorIO.CastIfFloating(owned, castTo);
+                {
+                    var entryName = $"{root}data/{s.Key}";
+                    var entry = zip.GetEntry(entryName)
+                        ?? throw new TensorFileException(fullPath, $"tensor '{name}': storage entry '{entryName}' is missing from the archive");
+                    long? bytes = TensorIO.CheckedNumel([s.Numel, TensorIO.ElementSize(s.Type)]);
+                    if (entry.Length != bytes)
+                        throw new TensorFileException(fullPath, $"tensor '{name}': storage entry '{entryName}' holds {entry.Length} bytes but {s.Numel} x {s.Type} needs {(bytes is { } b ? b.ToString() : "more than 2^63")}");
+                    // The zip directory's sizes are not trusted: deflate cannot expand more than ~1032:1, and a
+                    // stored entry cannot be larger than the archive. This stops a tiny file from demanding a huge allocation.
+                    if (entry.CompressedLength > archiveLength || entry.Length / 1100 > entry.CompressedLength)
+                        throw new TensorFileException(fullPath, $"storage entry '{entryName}' claims {entry.Length} bytes from {entry.CompressedLength} compressed bytes in a {archiveLength}-byte archive (corrupt zip)");
+                    storages[s.Key] = (s, entry, 1);
+                }
+                ValidateView(fullPath, name, t);
             }
-            storage.Dispose(); // views built from it keep the memory they still need alive
+            Tensors = tensors.Select(t => new StoredTensor(t.Name, t.Tensor.Storage.Type, t.Tensor.Size, fullPath)).ToList();
         }
 
-        var result = new Dictionary<string, torch.Tensor>(tensors.Count, StringComparer.Ordinal);
-        foreach (var (name, _) in tensors) result[name] = built[name];
-        scope.Detach(result.Values);
-        return result;
+        public string FilePath => fullPath;
+
+        public IReadOnlyList<StoredTensor> Tensors { get; }
+
+        public void ReadInto(string name, torch.Tensor destination)
+        {
+            var t = byName[name];
+            var (storageRef, entry, users) = storages[t.Storage.Key];
+            if (users == 1 && IsWhole(t, storageRef))
+            {
+                // The tensor is its storage: stream the entry into the destination (no copy when the dtype matches).
+                Corrupt(fullPath, () => ReadEntry(entry, stream =>
+                {
+                    Checkpoint.ReadInto(stream, storageRef.Type, storageRef.Numel, destination);
+                    return true;
+                }));
+                return;
+            }
+            using var noGrad = torch.no_grad();
+            using var storage = ReadStorage(storageRef, entry);
+            using var view = storage.as_strided(t.Size, t.Stride, t.Offset);
+            destination.copy_(view);
+        }
+
+        public Dictionary<string, torch.Tensor> ReadAll(torch.ScalarType? castTo) => Corrupt(fullPath, () =>
+        {
+            using var scope = torch.NewDisposeScope();
+            var built = new Dictionary<string, torch.Tensor>(tensors.Count, StringComparer.Ordinal);
+            // One storage at a time: peak memory is the result plus the largest storage, not twice the model.
+            foreach (var group in tensors.GroupBy(t => t.Tensor.Storage.Key, StringComparer.Ordinal))
+            {
+                var (storageRef, entry, users) = storages[group.Key];
+                var storage = ReadStorage(storageRef, entry);
+                foreach (var (name, t) in group)
+                {
+                    var view = storage.as_strided(t.Size, t.Stride, t.Offset);
+                    torch.Tensor owned;
+                    if (users == 1 && IsWhole(t, storageRef))
+                        owned = view; // sole user of the whole storage: take it over instead of copying
+                    else
+                        owned = view.is_contiguous() ? view.clone() : view.contiguous(); // own copy, dense layout
+                    built[name] = TensorIO.CastIfFloating(owned, castTo);
+                }
+                storage.Dispose(); // views built from it keep the memory they still need alive
+            }
+
+            var result = new Dictionary<string, torch.Tensor>(tensors.Count, StringComparer.Ordinal);
+            foreach (var (name, _) in tensors) result[name] = built[name];
+            scope.Detach(result.Values);
+            return result;
+        });
+
+        /// <summary>A view of the whole storage in its natural layout.</summary>
+        private static bool IsWhole(TensorRef t, StorageRef storage) =>
+            t.Offset == 0 && TensorIO.CheckedNumel(t.Size) == storage.Numel && IsContiguousStride(t.Size, t.Stride);
+
+        private static bool IsContiguousStride(long[] size, long[] stride)
+        {
+            long expected = 1;
+            for (var i = size.Length - 1; i >= 0; i--)
+            {
+                if (size[i] != 1 && stride[i] != expected) return false;
+                expected *= size[i];
+            }
+            return true;
+        }
+
+        private torch.Tensor ReadStorage(StorageRef storageRef, ZipArchiveEntry entry) =>
+            Corrupt(fullPath, () => ReadEntry(entry, stream => TensorIO.ReadFlat(stream, storageRef.Type, storageRef.Numel)));
+
+        private T ReadEntry<T>(ZipArchiveEntry entry, Func<Stream, T> read)
+        {
+            using var stream = entry.Open();
+            try
+            {
+                return read(stream);
+            }
+            catch (EndOfStreamException e)
+            {
+                throw new TensorFileException(fullPath, $"storage entry '{entry.FullName}' ends early", e);
+            }
+        }
+
+        public void Dispose() => zip.Dispose();
     }
 
     private static List<(string Name, TensorRef Tensor)> ToTensorList(string fullPath, string entryName, object top)

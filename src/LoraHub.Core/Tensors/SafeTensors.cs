@@ -25,37 +25,80 @@ public static class SafeTensors
     /// </summary>
     public static Dictionary<string, torch.Tensor> Load(string path, torch.ScalarType? castTo = torch.ScalarType.Float32)
     {
+        using var file = Open(path);
+        return file.ReadAll(castTo);
+    }
+
+    /// <summary>Opens a file and validates its header; tensors are read later, one at a time.</summary>
+    internal static Reader Open(string path)
+    {
         TensorIO.EnsureLittleEndianHost();
         var fullPath = Path.GetFullPath(path);
-        using var stream = OpenRead(fullPath);
-        var header = ParseHeader(fullPath, stream);
+        var stream = OpenRead(fullPath);
+        try
+        {
+            return new Reader(fullPath, stream, ParseHeader(fullPath, stream));
+        }
+        catch
+        {
+            stream.Dispose();
+            throw;
+        }
+    }
 
-        // Everything allocated here is disposed with the scope unless detached on success,
-        // so a failure halfway through leaks nothing.
-        using var scope = torch.NewDisposeScope();
-        var result = new Dictionary<string, torch.Tensor>(header.Entries.Count, StringComparer.Ordinal);
-        // Read in file order so the stream mostly moves forward.
-        foreach (var entry in header.Entries.OrderBy(e => e.Begin))
+    /// <summary>An open safetensors file whose header has been validated.</summary>
+    internal sealed class Reader(string fullPath, FileStream stream, Header header) : ITensorFile
+    {
+        private readonly Dictionary<string, Entry> entries = header.Entries.ToDictionary(e => e.Name, StringComparer.Ordinal);
+
+        public string FilePath => fullPath;
+
+        // File order, so reading them one after another moves the stream forward only.
+        public IReadOnlyList<StoredTensor> Tensors { get; } = header.Entries.OrderBy(e => e.Begin)
+            .Select(e => new StoredTensor(e.Name, e.Type, e.Shape, fullPath)).ToList();
+
+        public void ReadInto(string name, torch.Tensor destination)
+        {
+            var entry = entries[name];
+            Read(entry, () => Checkpoint.ReadInto(stream, entry.Type, TensorIO.CheckedNumel(entry.Shape)!.Value, destination));
+        }
+
+        public Dictionary<string, torch.Tensor> ReadAll(torch.ScalarType? castTo)
+        {
+            // Everything allocated here is disposed with the scope unless detached on success,
+            // so a failure halfway through leaks nothing.
+            using var scope = torch.NewDisposeScope();
+            var result = new Dictionary<string, torch.Tensor>(entries.Count, StringComparer.Ordinal);
+            foreach (var t in Tensors)
+            {
+                var entry = entries[t.Name];
+                torch.Tensor flat = null!;
+                Read(entry, () => flat = TensorIO.ReadFlat(stream, entry.Type, TensorIO.CheckedNumel(entry.Shape)!.Value));
+                result[entry.Name] = TensorIO.CastIfFloating(flat.reshape(entry.Shape), castTo);
+            }
+
+            // Keep the header's order in the returned dictionary (it is what users see when listing keys).
+            var ordered = new Dictionary<string, torch.Tensor>(result.Count, StringComparer.Ordinal);
+            foreach (var entry in header.Entries) ordered[entry.Name] = result[entry.Name];
+            scope.Detach(ordered.Values);
+            return ordered;
+        }
+
+        private void Read(Entry entry, Action read)
         {
             stream.Seek(header.DataStart + entry.Begin, SeekOrigin.Begin);
-            torch.Tensor flat;
             try
             {
-                flat = TensorIO.ReadFlat(stream, entry.Type, TensorIO.CheckedNumel(entry.Shape)!.Value);
+                read();
             }
             catch (EndOfStreamException e)
             {
                 // Only possible if the file shrank after validation.
                 throw new TensorFileException(fullPath, $"tensor '{entry.Name}': file ended while reading its data", e);
             }
-            result[entry.Name] = TensorIO.CastIfFloating(flat.reshape(entry.Shape), castTo);
         }
 
-        // Keep the header's order in the returned dictionary (it is what users see when listing keys).
-        var ordered = new Dictionary<string, torch.Tensor>(result.Count, StringComparer.Ordinal);
-        foreach (var entry in header.Entries) ordered[entry.Name] = result[entry.Name];
-        scope.Detach(ordered.Values);
-        return ordered;
+        public void Dispose() => stream.Dispose();
     }
 
     /// <summary>Reads the <c>__metadata__</c> map (empty when absent). Validates the whole header.</summary>

@@ -20,7 +20,19 @@ public static class StateDict
     /// </summary>
     public static Dictionary<string, torch.Tensor> LoadFile(string path, torch.ScalarType? castTo = torch.ScalarType.Float32)
     {
+        using var checkpoint = OpenFile(path);
+        return checkpoint.ReadAll(castTo);
+    }
+
+    /// <summary>Opens a tensor file as <see cref="LoadFile"/> reads it, validating it without reading tensor data.</summary>
+    public static Checkpoint OpenFile(string path)
+    {
         var fullPath = Path.GetFullPath(path);
+        return Single(OpenTensorFile(fullPath), fullPath);
+    }
+
+    private static ITensorFile OpenTensorFile(string fullPath)
+    {
         if (!File.Exists(fullPath)) throw new TensorFileException(fullPath, "file not found");
 
         Span<byte> head = stackalloc byte[9];
@@ -34,15 +46,28 @@ public static class StateDict
         head = head[..read];
 
         if (read >= 4 && head[0] == (byte)'P' && head[1] == (byte)'K' && head[2] == 3 && head[3] == 4)
-            return PyTorchBin.Load(fullPath, castTo);
+            return PyTorchBin.Open(fullPath);
         if (SafeTensors.LooksLikeSafetensors(head, length))
-            return SafeTensors.Load(fullPath, castTo);
+            return SafeTensors.Open(fullPath);
 
         var extension = Path.GetExtension(fullPath).ToLowerInvariant();
-        if (extension == ".safetensors") return SafeTensors.Load(fullPath, castTo); // reports what is wrong
-        if (BinExtensions.Contains(extension)) return PyTorchBin.Load(fullPath, castTo);
+        if (extension == ".safetensors") return SafeTensors.Open(fullPath); // reports what is wrong
+        if (BinExtensions.Contains(extension)) return PyTorchBin.Open(fullPath);
         throw new TensorFileException(fullPath,
             "not a recognised tensor file: neither a safetensors header nor a torch.save zip archive (expected .safetensors, .bin, .pt or .pth)");
+    }
+
+    private static Checkpoint Single(ITensorFile file, string fullPath)
+    {
+        try
+        {
+            return new Checkpoint([file], fullPath, Path.GetDirectoryName(fullPath)!);
+        }
+        catch
+        {
+            file.Dispose();
+            throw;
+        }
     }
 
     /// <summary>
@@ -53,6 +78,16 @@ public static class StateDict
     /// </summary>
     public static Dictionary<string, torch.Tensor> LoadModelFolder(string dir, torch.ScalarType? castTo = torch.ScalarType.Float32)
     {
+        using var checkpoint = OpenModelFolder(dir);
+        return checkpoint.ReadAll(castTo);
+    }
+
+    /// <summary>
+    /// Opens a model folder's weights as <see cref="LoadModelFolder"/> finds them and validates every file (headers,
+    /// pickles, the shard index) without reading tensor data; read them one at a time from the returned checkpoint.
+    /// </summary>
+    public static Checkpoint OpenModelFolder(string dir)
+    {
         var fullDir = Path.GetFullPath(dir);
         if (!Directory.Exists(fullDir)) throw new TensorFileException(fullDir, "model folder not found");
 
@@ -62,13 +97,13 @@ public static class StateDict
             var file = Path.Combine(fullDir, candidate);
             if (!File.Exists(file)) continue;
             return candidate.EndsWith(".index.json", StringComparison.Ordinal)
-                ? LoadSharded(fullDir, file, castTo)
-                : LoadFile(file, castTo);
+                ? OpenSharded(fullDir, file)
+                : Single(OpenTensorFile(file), file);
         }
         throw new TensorFileException(fullDir, $"no model weights found (looked for {string.Join(", ", candidates)})");
     }
 
-    private static Dictionary<string, torch.Tensor> LoadSharded(string fullDir, string indexPath, torch.ScalarType? castTo)
+    private static Checkpoint OpenSharded(string fullDir, string indexPath)
     {
         var weightMap = ReadWeightMap(fullDir, indexPath);
 
@@ -86,43 +121,22 @@ public static class StateDict
                 throw new TensorFileException(indexPath, $"shard '{Path.GetRelativePath(fullDir, shardPath)}' named in weight_map does not exist");
         }
 
-        // For safetensors shards the names can be checked from the headers before loading any data.
-        foreach (var (shardPath, names) in shards)
-        {
-            if (!shardPath.EndsWith(".safetensors", StringComparison.OrdinalIgnoreCase)) continue;
-            var header = SafeTensors.ReadHeader(shardPath);
-            CheckShardHasNames(indexPath, fullDir, shardPath, names, header.ContainsKey);
-        }
-
-        var result = new Dictionary<string, torch.Tensor>(weightMap.Count, StringComparer.Ordinal);
+        // Opening reads only headers and pickles, so every name is checked before any tensor data is read.
+        var files = new List<ITensorFile>();
         try
         {
             foreach (var (shardPath, names) in shards)
             {
-                var loaded = LoadFile(shardPath, castTo);
-                var moved = 0;
-                try
-                {
-                    CheckShardHasNames(indexPath, fullDir, shardPath, names, loaded.ContainsKey);
-                    foreach (var (name, tensor) in loaded)
-                    {
-                        if (!result.TryAdd(name, tensor))
-                            throw new TensorFileException(indexPath, $"tensor '{name}' appears in more than one shard (again in '{Path.GetRelativePath(fullDir, shardPath)}')");
-                        moved++;
-                    }
-                }
-                catch
-                {
-                    // Tensors already moved into result are disposed below; the rest are disposed here.
-                    foreach (var tensor in loaded.Values.Skip(moved)) tensor.Dispose();
-                    throw;
-                }
+                var file = OpenTensorFile(shardPath);
+                files.Add(file);
+                var stored = file.Tensors.Select(t => t.Name).ToHashSet(StringComparer.Ordinal);
+                CheckShardHasNames(indexPath, fullDir, shardPath, names, stored.Contains);
             }
-            return result;
+            return new Checkpoint(files, indexPath, fullDir);
         }
         catch
         {
-            foreach (var tensor in result.Values) tensor.Dispose();
+            foreach (var file in files) file.Dispose();
             throw;
         }
     }

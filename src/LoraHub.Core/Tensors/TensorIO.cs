@@ -96,21 +96,34 @@ internal static class TensorIO
         var flat = torch.empty(numel, type);
         try
         {
-            long elementSize = ElementSize(type);
-            long chunkElements = Math.Max(1, chunkBytes / elementSize);
-            for (long start = 0; start < numel; start += chunkElements)
-            {
-                long count = Math.Min(chunkElements, numel - start);
-                // narrow() is a view, so its bytes span points into flat's native memory.
-                using var slice = flat.narrow(0, start, count);
-                stream.ReadExactly(slice.bytes);
-            }
+            ReadInto(stream, flat, chunkBytes);
             return flat;
         }
         catch
         {
             flat.Dispose();
             throw;
+        }
+    }
+
+    /// <summary>
+    /// Fills a contiguous CPU tensor's own memory with the next numel × element-size bytes of the stream (its dtype is
+    /// the stored one: no conversion). This is how a parameter is loaded with no temporary copy.
+    /// </summary>
+    public static void ReadInto(Stream stream, torch.Tensor destination, long chunkBytes = DefaultChunkBytes)
+    {
+        if (destination.device_type != DeviceType.CPU || !destination.is_contiguous())
+            throw new ArgumentException("bytes can only be read into a contiguous CPU tensor", nameof(destination));
+        using var noGrad = torch.no_grad();
+        using var flat = destination.view(-1);
+        long numel = flat.numel();
+        long chunkElements = Math.Max(1, chunkBytes / ElementSize(flat.dtype));
+        for (long start = 0; start < numel; start += chunkElements)
+        {
+            long count = Math.Min(chunkElements, numel - start);
+            // narrow() is a view, so its bytes span points into the destination's native memory.
+            using var slice = flat.narrow(0, start, count);
+            stream.ReadExactly(slice.bytes);
         }
     }
 

@@ -43,15 +43,20 @@ public sealed class CheckpointTests
     }
 
     [Theory]
-    [InlineData(ScalarType.BFloat16, 0.05)]
-    [InlineData(ScalarType.Float16, 0.01)]
-    public void Half_precision_checkpoints_load_and_compute_in_float32(ScalarType stored, double tolerance)
+    [InlineData(ScalarType.BFloat16, ScalarType.Float32, 0.05)]
+    [InlineData(ScalarType.Float16, ScalarType.Float32, 0.01)]
+    [InlineData(ScalarType.BFloat16, ScalarType.BFloat16, 0.05)]
+    [InlineData(ScalarType.Float16, ScalarType.Float16, 0.01)]
+    public void Half_precision_checkpoints_load_and_compute_in_the_asked_type(ScalarType stored, ScalarType compute, double tolerance)
     {
         using var dir = new Fixtures.TempDir();
         var path = Variant(dir, t => t.ToDictionary(kv => kv.Key, kv => kv.Value.to(stored)));
         Assert.All(SafeTensors.ReadHeader(Path.Combine(path, "model.safetensors")).Values, h => Assert.Equal(stored == ScalarType.BFloat16 ? "BF16" : "F16", h.Dtype));
-        using var model = ModelLoader.LoadSeq2Seq(path);
-        Assert.All(model.Module.parameters(), p => Assert.Equal(ScalarType.Float32, p.dtype));
+        using var model = ModelLoader.LoadSeq2Seq(path, compute);
+        Assert.All(model.Module.parameters(), p => Assert.Equal(compute, p.dtype));
+        // The shared embedding (read into shared.weight, used by both stacks) is the stored tensor, converted.
+        using var expected = SafeTensors.Load(Path.Combine(path, "model.safetensors"), castTo: compute)["shared.weight"];
+        Tensors.TensorAssert.Equal(expected, model.Module.named_parameters().Single(p => p.name == "shared.weight").parameter);
         var loss = Seq2Seq.ExampleLosses(model, [Example(0)]).Single();
         Assert.InRange(Math.Abs(loss - Golden(0)), 0, tolerance);
     }

@@ -35,6 +35,34 @@ public class StateDictTests
         TensorAssert.Throws(bin, () => StateDict.LoadFile(bin), "not a zip archive");
     }
 
+    [Theory]
+    [InlineData("bin", "strided_and_shared.bin")]
+    [InlineData("bin", "lora_0", "adapter_model.bin")]
+    [InlineData("t5", "adapters", "lora_0", "adapter_model.safetensors")]
+    public void Reading_one_tensor_at_a_time_gives_what_loading_the_file_gives(params string[] file)
+    {
+        var path = TensorFixtures.Path(file);
+        using var all = new Loaded(StateDict.LoadFile(path, castTo: null));
+        using var checkpoint = StateDict.OpenFile(path);
+        Assert.Equal(all.Tensors.Keys.Order(), checkpoint.Tensors.Select(t => t.Name).Order());
+        foreach (var stored in checkpoint.Tensors)
+        {
+            Assert.Equal(all[stored.Name].dtype, stored.Type);
+            Assert.Equal(all[stored.Name].shape, stored.Shape);
+            // Into a tensor of the stored type (read in place) and into one of another type (converted on the way).
+            using var same = torch.empty(stored.Shape, stored.Type);
+            checkpoint.ReadInto(stored.Name, same);
+            TensorAssert.Equal(all[stored.Name], same);
+            if (!torch.is_floating_point(same)) continue;
+            using var other = torch.empty(stored.Shape, stored.Type == torch.ScalarType.Float64 ? torch.ScalarType.Float32 : torch.ScalarType.Float64);
+            checkpoint.ReadInto(stored.Name, other);
+            using var expected = all[stored.Name].to(other.dtype);
+            TensorAssert.Equal(expected, other);
+        }
+        using var wrong = torch.empty(1);
+        Assert.Throws<ArgumentException>(() => checkpoint.ReadInto(checkpoint.Tensors[0].Name, wrong));
+    }
+
     [Fact]
     public void Sharded_folder_loads_to_the_same_tensors_as_the_single_file()
     {

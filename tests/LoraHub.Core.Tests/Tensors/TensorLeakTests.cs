@@ -27,6 +27,14 @@ public class TensorLeakTests
             foreach (var path in new[] { TensorFixtures.Lora0Bin, TensorFixtures.Path("bin", "strided_and_shared.bin"), TensorFixtures.Lora0Safetensors })
                 new Loaded(StateDict.LoadFile(path)).Dispose();
             new Loaded(StateDict.LoadModelFolder(TensorFixtures.TinyT5Dir)).Dispose();
+            using (var checkpoint = StateDict.OpenFile(TensorFixtures.Path("bin", "strided_and_shared.bin")))
+            {
+                foreach (var stored in checkpoint.Tensors)
+                {
+                    using var into = torch.empty(stored.Shape, torch.ScalarType.Float64);
+                    checkpoint.ReadInto(stored.Name, into);
+                }
+            }
             Assert.Throws<TensorFileException>(() => PyTorchBin.Load(TensorFixtures.Path("bin", "truncated_pickle.bin")));
         }
 
