@@ -10,18 +10,23 @@ using Spectre.Console;
 namespace LoraHub.Cli.Commands;
 
 /// <summary>
-/// `lorahub demo`: builds (once, cached) the toy world — a tiny T5 that only copies, a hub of 8 LoRA modules on
-/// per-token maps, held-out tasks — then composes each held-out task from 5 examples and prints the table.
+/// `lorahub demo`: builds (once, cached) the toy world — a tiny T5 (or, with --family llama, a tiny decoder-only
+/// Llama) that only copies, a hub of 8 LoRA modules on per-token maps, held-out tasks — then composes each held-out
+/// task from 5 examples and prints the table.
 /// </summary>
 internal static class DemoCommand
 {
-    public static string DefaultWorld =>
-        Environment.GetEnvironmentVariable("LORAHUB_DEMO_WORLD")
-        ?? Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".cache", "lorahub", ToyWorld.Version);
+    public static string DefaultWorld => DefaultWorldOf(ToyWorld.T5);
+
+    /// <summary>~/.cache/lorahub/{version}: each family has its own folder, so both worlds stay cached side by side.</summary>
+    public static string DefaultWorldOf(string family) =>
+        (family == ToyWorld.T5 ? Environment.GetEnvironmentVariable("LORAHUB_DEMO_WORLD") : null) // names the T5 world only
+        ?? Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".cache", "lorahub", ToyWorld.VersionOf(family));
 
     public static Command Create()
     {
-        var world = new Option<string>("--world") { Description = "where the toy world is built and cached", DefaultValueFactory = _ => DefaultWorld };
+        var family = new Option<string>("--family") { Description = "the base model's family: t5 (encoder-decoder) or llama (decoder-only)", DefaultValueFactory = _ => ToyWorld.T5 };
+        var world = new Option<string?>("--world") { Description = "where the toy world is built and cached (default: ~/.cache/lorahub/<version of the family>)" };
         var worldSeed = new Option<int>("--world-seed") { Description = "seed of the toy world", DefaultValueFactory = _ => 0 };
         var seeds = new Option<string>("--seeds") { Description = "few-shot sets (and module orders) to compose from", DefaultValueFactory = _ => "1,2,3,4,5" };
         var optimizers = new Option<string>("--optimizers") { Description = "optimizers to compare", DefaultValueFactory = _ => "cobyla-parallel,cobyla,cmaes,random" };
@@ -32,7 +37,7 @@ internal static class DemoCommand
         var format = Common.Format();
         var command = new Command("demo", "Build the toy LoraHub world (cached) and show LoraHub composing held-out tasks from 5 examples.")
         {
-            world, worldSeed, seeds, optimizers, merges, budget, select, output, format,
+            family, world, worldSeed, seeds, optimizers, merges, budget, select, output, format,
         };
         command.SetAction(CliErrors.Guard(parse =>
         {
@@ -44,9 +49,12 @@ internal static class DemoCommand
                 Budget = parse.GetValue(budget) is >= 1 and var b ? b : throw new UsageException("--budget must be at least 1"),
                 Select = parse.GetValue(select),
             };
-            var dir = parse.GetValue(world)!;
+            var familyName = parse.GetValue(family)!;
+            if (!ToyWorld.Families.Contains(familyName))
+                throw new UsageException($"--family: unknown '{familyName}' (known: {string.Join(", ", ToyWorld.Families)})");
+            var dir = parse.GetValue(world) ?? DefaultWorldOf(familyName);
             var log = new Progress.LineProgress(line => Console.Error.WriteLine($"lorahub: {line}"));
-            var toy = ToyWorld.Build(dir, parse.GetValue(worldSeed), log);
+            var toy = ToyWorld.Build(dir, parse.GetValue(worldSeed), ToyWorldOptions.DefaultFor(familyName), log);
             Console.Error.WriteLine(toy.FromCache
                 ? $"lorahub: toy world from cache: {toy.Directory}"
                 : $"lorahub: built the toy world in {toy.Timings.Total:F0} s: {toy.Directory}");
@@ -63,7 +71,8 @@ internal static class DemoCommand
                 Console.Out.WriteLine(json);
                 return 0;
             }
-            Console.WriteLine($"Toy world: base copies {toy.BaseCopyExactMatch:P0} of strings; {toy.Pool.Count} modules: "
+            var label = toy.Family == ToyWorld.T5 ? "" : $" ({toy.Family}, decoder-only)";
+            Console.WriteLine($"Toy world{label}: base copies {toy.BaseCopyExactMatch:P0} of strings; {toy.Pool.Count} modules: "
                 + string.Join(", ", toy.Pool.Select(p => $"{p.Name} {p.ExactMatch:P0}")));
             foreach (var group in report.Rows.GroupBy(r => r.Task))
             {

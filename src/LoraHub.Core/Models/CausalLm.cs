@@ -55,14 +55,24 @@ public static class CausalLm
     /// The per-example losses [batch] as a tensor, differentiable when gradients are enabled (training uses its
     /// mean). Scoring and training share this one definition of the loss.
     /// </summary>
-    public static Tensor PerExampleLoss(ICausalLanguageModel model, IReadOnlyList<CausalExample> batch)
+    public static Tensor PerExampleLoss(ICausalLanguageModel model, IReadOnlyList<CausalExample> batch) => PerExampleLoss(model, batch, null);
+
+    /// <summary>
+    /// <see cref="PerExampleLoss(ICausalLanguageModel, IReadOnlyList{CausalExample})"/> where the model reads
+    /// <paramref name="read"/> (one sequence per example, as long as its InputIds) instead of the examples' own ids,
+    /// while the scored targets stay the examples' ids: noisy teacher forcing corrupts what is read, not what is scored.
+    /// </summary>
+    internal static Tensor PerExampleLoss(ICausalLanguageModel model, IReadOnlyList<CausalExample> batch, IReadOnlyList<int[]>? read)
     {
         if (batch.Count == 0) throw new ArgumentException("the batch is empty");
         foreach (var e in batch) Check(e);
         using var scope = NewDisposeScope();
         var device = model.Module.parameters().First().device;
         var sequences = batch.Select(e => e.InputIds).ToList();
-        var (ids, mask) = Seq2Seq.Pad(sequences, model.PadTokenId, device);
+        if (read is not null && (read.Count != batch.Count || read.Where((r, i) => r.Length != sequences[i].Length).Any()))
+            throw new ArgumentException("the read sequences must match the examples one to one in length", nameof(read));
+        var (ids, mask) = Seq2Seq.Pad(read ?? sequences, model.PadTokenId, device);
+        var truth = read is null ? ids : Seq2Seq.Pad(sequences, model.PadTokenId, device).Ids;
 
         // Target j (ids[:, j + 1]) is scored when it is a completion token: prompt.Length - 1 <= j < length - 1.
         var width = ids.shape[1] - 1;
@@ -72,7 +82,7 @@ public static class CausalLm
         var scored = tensor(weight, [batch.Count, width], device: device);
 
         var logits = model.Forward(ids, mask);
-        var targets = ids[.., 1..];
+        var targets = truth[.., 1..];
         var nll = -nn.functional.log_softmax(logits[.., ..(int)width].to(ScalarType.Float32), -1).gather(-1, targets.unsqueeze(-1)).squeeze(-1);
         return ((nll * scored).sum(1) / scored.sum(1)).MoveToOuterDisposeScope();
     }

@@ -6,12 +6,15 @@ using System.Text.Json.Nodes;
 namespace LoraHub.Core.Tokenization;
 
 /// <summary>
-/// A character vocabulary for small models trained from scratch (the toy world): ids 0, 1, 2 are
-/// <c>&lt;pad&gt;</c>, <c>&lt;/s&gt;</c> and <c>&lt;unk&gt;</c>; every other token is one character (one Unicode
+/// A character vocabulary for small models trained from scratch (the toy worlds): ids 0, 1, 2 are
+/// <c>&lt;pad&gt;</c>, <c>&lt;/s&gt;</c> and <c>&lt;unk&gt;</c>, optionally followed by a bos token <c>&lt;s&gt;</c> at
+/// id 3 (decoder-only models start every sequence with it); every other token is one character (one Unicode
 /// scalar). Stored next to the model as <see cref="FileName"/>:
-/// <c>{"type": "chars", "tokens": ["&lt;pad&gt;", "&lt;/s&gt;", "&lt;unk&gt;", "a", ...]}</c>.
+/// <c>{"type": "chars", "tokens": ["&lt;pad&gt;", "&lt;/s&gt;", "&lt;unk&gt;", "a", ...]}</c> (with bos:
+/// <c>["&lt;pad&gt;", "&lt;/s&gt;", "&lt;unk&gt;", "&lt;s&gt;", "a", ...]</c>).
 /// Encode maps each character to its id (unknown characters to unk; the special tokens' texts written in the
-/// text to their ids, as T5's tokenizer does) and appends EOS. Immutable and thread-safe.
+/// text to their ids, as T5's tokenizer does) and, with special tokens, prepends bos (when the vocabulary has one)
+/// and appends EOS. Immutable and thread-safe.
 /// </summary>
 public sealed class CharTokenizer : ITextTokenizer
 {
@@ -20,17 +23,23 @@ public sealed class CharTokenizer : ITextTokenizer
     public const string PadToken = "<pad>";
     public const string EosToken = "</s>";
     public const string UnkToken = "<unk>";
+    public const string BosToken = "<s>";
 
-    private static readonly string[] Specials = [PadToken, EosToken, UnkToken];
+    private static readonly string[] BaseSpecials = [PadToken, EosToken, UnkToken];
 
     private readonly string[] tokens;
+    private readonly string[] specials;
     private readonly FrozenDictionary<int, int> idOfRune;
 
-    /// <summary>A tokenizer over the given characters (each one Unicode scalar, no repeats), after the three specials.</summary>
-    public CharTokenizer(IEnumerable<string> characters)
+    /// <summary>
+    /// A tokenizer over the given characters (each one Unicode scalar, no repeats), after the three specials and,
+    /// with <paramref name="withBos"/>, the bos token.
+    /// </summary>
+    public CharTokenizer(IEnumerable<string> characters, bool withBos = false)
     {
         ArgumentNullException.ThrowIfNull(characters);
-        var list = Specials.ToList();
+        specials = withBos ? [.. BaseSpecials, BosToken] : BaseSpecials;
+        var list = specials.ToList();
         var ids = new Dictionary<int, int>();
         foreach (var c in characters)
         {
@@ -46,28 +55,33 @@ public sealed class CharTokenizer : ITextTokenizer
 
     public int PadId => 0;
     public int EosId => 1;
-    public int? BosId => null;
+    public int? BosId => specials.Length > 3 ? 3 : null;
     public int UnkId => 2;
     public int VocabSize => tokens.Length;
 
     /// <summary>The tokens by id (specials first).</summary>
     public IReadOnlyList<string> Tokens => tokens;
 
-    public bool IsSpecial(int id) => id is >= 0 and < 3;
+    public bool IsSpecial(int id) => id >= 0 && id < specials.Length;
 
     public Encoding Encode(string text, bool addSpecialTokens = true)
     {
         ArgumentNullException.ThrowIfNull(text);
-        var ids = new List<int>(text.Length + 1);
-        var pieces = new List<string>(text.Length + 1);
+        var ids = new List<int>(text.Length + 2);
+        var pieces = new List<string>(text.Length + 2);
+        if (addSpecialTokens && BosId is int bos)
+        {
+            ids.Add(bos);
+            pieces.Add(BosToken);
+        }
         var i = 0;
         while (i < text.Length)
         {
             if (text[i] == '<' && MatchSpecial(text, i) is { } special)
             {
                 ids.Add(special);
-                pieces.Add(Specials[special]);
-                i += Specials[special].Length;
+                pieces.Add(specials[special]);
+                i += specials[special].Length;
                 continue;
             }
             Rune.DecodeFromUtf16(text.AsSpan(i), out var rune, out var used);
@@ -97,10 +111,10 @@ public sealed class CharTokenizer : ITextTokenizer
         return text.ToString();
     }
 
-    private static int? MatchSpecial(string text, int at)
+    private int? MatchSpecial(string text, int at)
     {
-        for (var s = 0; s < Specials.Length; s++)
-            if (string.CompareOrdinal(text, at, Specials[s], 0, Specials[s].Length) == 0) return s;
+        for (var s = 0; s < specials.Length; s++)
+            if (string.CompareOrdinal(text, at, specials[s], 0, specials[s].Length) == 0) return s;
         return null;
     }
 
@@ -153,9 +167,11 @@ public sealed class CharTokenizer : ITextTokenizer
         }
         if (list.Count < 3 || list[0] != PadToken || list[1] != EosToken || list[2] != UnkToken)
             throw new TokenizerException($"{path}: the first tokens must be {PadToken}, {EosToken}, {UnkToken} (ids 0, 1, 2)") { FilePath = path };
+        // "<s>" is never one character, so at id 3 it can only be the bos token.
+        var withBos = list.Count > 3 && list[3] == BosToken;
         try
         {
-            return new CharTokenizer(list.Skip(3));
+            return new CharTokenizer(list.Skip(withBos ? 4 : 3), withBos);
         }
         catch (ArgumentException e)
         {

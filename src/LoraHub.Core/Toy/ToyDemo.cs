@@ -24,7 +24,8 @@ public sealed record ToyDemoRow(string Task, string Kind, string Method, double 
 public sealed record ToyDemoReport(IReadOnlyList<ToyDemoRow> Rows, ToyDemoSettings Settings, double Seconds, bool WorldFromCache);
 
 /// <summary>
-/// The demo's experiment on a built toy world. For each held-out task: the base model zero-shot, the uniform
+/// The demo's experiment on a built toy world (either family: the model, its few-shot convention and the world's
+/// tokenizer come from the world's folder). For each held-out task: the base model zero-shot, the uniform
 /// average of the K modules (w = 1/K, the reference's merge), the best single pool module (an oracle: picked on
 /// the test set), the hand-set ceiling of the needed modules, and LoraHub (each merge mode × optimizer) composed
 /// from 5 examples drawn fresh for every seed.
@@ -46,8 +47,8 @@ public static class ToyDemo
             progress?.Report($"{task.Name}: baselines");
             var test = ExampleFile.Load(task.TestFile);
             var toyTask = TaskOf(task);
-            rows.Add(Row(task, "base (zero-shot)", [ToyWorld.ExactMatchOf(model, test)]));
-            rows.Add(Row(task, $"uniform 1/K (K={k})", [UniformScore(model, pool.Take(k).ToList(), test)]));
+            rows.Add(Row(task, "base (zero-shot)", [world.ExactMatch(model, test)]));
+            rows.Add(Row(task, $"uniform 1/K (K={k})", [UniformScore(model, world, pool.Take(k).ToList(), test)]));
             var (bestModule, bestSingle) = singles[task.Name].MaxBy(s => s.Value);
             rows.Add(Row(task, $"best single module ({bestModule}, oracle)", [bestSingle]));
             rows.Add(Row(task, $"hand-set lorahub {string.Join("+", task.Modules)} (ceiling)", [task.OracleExactMatch]));
@@ -62,13 +63,13 @@ public static class ToyDemo
                 foreach (var seed in settings.Seeds)
                 {
                     progress?.Report($"{task.Name}: lorahub {merge}/{optimizer} seed {seed}");
-                    var fewShot = ToyTasks.Sample(toyTask, 5, seed, "demo-few-shot");
+                    var fewShot = world.Formatted(ToyTasks.Sample(toyTask, 5, seed, "demo-few-shot"));
                     using var result = new Composer(model, tokenizer).Compose(pool, fewShot, new CompositionSettings
                     {
                         Budget = settings.Budget, Optimizer = optimizer, Select = k, Seed = seed, Merge = merge,
                     }, "toy-base");
                     objectives.Add(result.Record.Best!.Objective);
-                    scores.Add(ScoreComposition(model, result.Record, test));
+                    scores.Add(ScoreComposition(model, world, result.Record, test));
                 }
                 var sorted = objectives.Order().ToList();
                 rows.Add(new ToyDemoRow(task.Name, task.Kind, $"LoraHub {merge} / {optimizer}", scores.Average(), scores.Max(), scores,
@@ -96,19 +97,19 @@ public static class ToyDemo
             using var module = LoraModule.Load(m.Directory, m.Name);
             using var composed = new ComposedModel(model, [module]);
             composed.SetWeights([1.0]);
-            foreach (var (task, test) in tests) scores[task][m.Name] = ToyWorld.ExactMatchOf(model, test);
+            foreach (var (task, test) in tests) scores[task][m.Name] = world.ExactMatch(model, test);
         }
         return scores;
     }
 
-    private static double UniformScore(IAdaptableModel model, IReadOnlyList<ModuleRef> modules, IReadOnlyList<Example> test)
+    private static double UniformScore(IAdaptableModel model, ToyWorld world, IReadOnlyList<ModuleRef> modules, IReadOnlyList<Example> test)
     {
         var loaded = modules.Select(m => LoraModule.Load(m.Directory, m.Name)).ToList();
         try
         {
             using var composed = new ComposedModel(model, loaded);
             composed.SetWeights(Enumerable.Repeat(1.0 / loaded.Count, loaded.Count).ToList());
-            return ToyWorld.ExactMatchOf(model, test);
+            return world.ExactMatch(model, test);
         }
         finally
         {
@@ -124,7 +125,7 @@ public static class ToyDemo
         {
             using var composed = new ComposedModel(model, loaded, MergeMode.Linear);
             composed.SetWeights(Enumerable.Repeat(1.0, loaded.Count).ToList());
-            return ToyWorld.ExactMatchOf(model, test);
+            return world.ExactMatch(model, test);
         }
         finally
         {
@@ -133,14 +134,14 @@ public static class ToyDemo
     }
 
     /// <summary>Attaches a composition's modules with its best weights and scores the test set.</summary>
-    private static double ScoreComposition(IAdaptableModel model, CompositionRecord record, IReadOnlyList<Example> test)
+    private static double ScoreComposition(IAdaptableModel model, ToyWorld world, CompositionRecord record, IReadOnlyList<Example> test)
     {
         var loaded = record.Modules.Select(m => LoraModule.Load(m.Path, m.Name)).ToList();
         try
         {
             using var composed = new ComposedModel(model, loaded, MergeModes.Parse(record.Merge));
             composed.SetWeights(record.Weights);
-            return ToyWorld.ExactMatchOf(model, test);
+            return world.ExactMatch(model, test);
         }
         finally
         {

@@ -52,8 +52,18 @@ public static class ToyTasks
     public const string Letters = "abcdefghij";
     public const string Digits = "0123456789";
 
-    /// <summary>pad, eos, unk, then a–j and 0–9: 23 tokens.</summary>
+    /// <summary>pad, eos, unk, then a–j and 0–9: 23 tokens (the T5 world's vocabulary).</summary>
     public static CharTokenizer Tokenizer { get; } = new((Letters + Digits).Select(c => c.ToString()));
+
+    /// <summary>
+    /// Ends every input of the decoder-only world. Its model reads input and output joined into one sequence, so
+    /// without a marker it could not tell where the input stops (real decoder-only few-shot data has one too, such
+    /// as "\nA:"): the input "a3bj" is written "a3bj=" and the output stays "b3ck".
+    /// </summary>
+    public const string InputEnd = "=";
+
+    /// <summary>pad, eos, unk, bos, then a–j, 0–9 and <see cref="InputEnd"/>: 25 tokens (the decoder-only world's vocabulary).</summary>
+    public static CharTokenizer DecoderOnlyTokenizer { get; } = new((Letters + Digits + InputEnd).Select(c => c.ToString()), withBos: true);
 
     private static char Letter(int i) => Letters[((i % 10) + 10) % 10];
     private static char Digit(int i) => Digits[((i % 10) + 10) % 10];

@@ -7,20 +7,32 @@ using LoraHub.Core.Composition;
 using LoraHub.Core.Evaluation;
 using LoraHub.Core.Lora;
 using LoraHub.Core.Models;
+using LoraHub.Core.Tokenization;
 using LoraHub.Core.Training;
 using TorchSharp;
 
 namespace LoraHub.Core.Toy;
 
-/// <summary>How big a toy world to build. <see cref="Default"/> is the demo's world; tests use smaller ones.</summary>
+/// <summary>
+/// How big a toy world to build. <see cref="Default"/> is the demo's T5 world and <see cref="DefaultLlama"/> its
+/// decoder-only twin; tests use smaller ones.
+/// </summary>
 public sealed record ToyWorldOptions
 {
-    // The base: a small untied relu T5 (d_model 64, 4 heads of 16, d_ff 256). 64 relative-position buckets make every
+    /// <summary>The base model's family: <see cref="ToyWorld.T5"/> (encoder-decoder) or <see cref="ToyWorld.Llama"/> (decoder-only).</summary>
+    public string Family { get; init; } = ToyWorld.T5;
+
+    // The T5 base: a small untied relu T5 (d_model 64, 4 heads of 16, d_ff 256). 64 relative-position buckets make every
     // distance below 16 exact in the encoder (bidirectional: 32 per side, half exact) and below 32 in the decoder.
+    // The Llama base: hidden DModel, 4 heads, intermediate 4 · DModel, Layers decoder layers (rotary positions).
     public int DModel { get; init; } = 64;
     public int Layers { get; init; } = 3;
     public int RelativeAttentionNumBuckets { get; init; } = 64;
     public int RelativeAttentionMaxDistance { get; init; } = 64;
+
+    /// <summary>Llama only: key/value heads (grouped-query attention when fewer than the 4 query heads) and a tied head.</summary>
+    public int KeyValueHeads { get; init; } = 2;
+    public bool TieWordEmbeddings { get; init; }
 
     /// <summary>Copy pretraining of the base on mixed strings of length 1..BaseMaxLength.</summary>
     public int BaseSteps { get; init; } = 1200;
@@ -62,16 +74,46 @@ public sealed record ToyWorldOptions
 
     public static ToyWorldOptions Default { get; } = new();
 
-    /// <summary>Everything that changes the world's content, as a stable string (part of the cache stamp).</summary>
-    internal string Fingerprint() => string.Join(";", new object[]
+    /// <summary>
+    /// The demo's decoder-only world: a Llama of hidden 64 with 6 layers (the T5 has 3 + 3), 4 heads over 2
+    /// key/value heads, intermediate 256, untied head; the same pool, held-out tasks and module recipe as the T5 world.
+    /// </summary>
+    public static ToyWorldOptions DefaultLlama { get; } = new()
     {
-        DModel, Layers, RelativeAttentionNumBuckets, RelativeAttentionMaxDistance, BaseSteps, BaseBatchSize, BaseLearningRate,
-        BaseMaxLength, DecoderInputNoise, AdapterNoise, ModuleSteps, ModuleBatchSize, ModuleLearningRate, ModuleTrainExamples, Rank, Alpha,
-        string.Join(",", PoolTasks ?? ToyTasks.Pool.Select(t => t.Name).ToList()), MinLength, MaxLength, FewShotExamples, TestExamples,
-    }.Select(o => Convert.ToString(o, CultureInfo.InvariantCulture)));
+        Family = ToyWorld.Llama, Layers = 6, KeyValueHeads = 2,
+    };
+
+    /// <summary>The demo's world of a family.</summary>
+    public static ToyWorldOptions DefaultFor(string family) => family switch
+    {
+        ToyWorld.T5 => Default,
+        ToyWorld.Llama => DefaultLlama,
+        _ => throw new ArgumentException($"unknown toy world family '{family}' (known: {string.Join(", ", ToyWorld.Families)})"),
+    };
+
+    /// <summary>Everything that changes the world's content, as a stable string (part of the cache stamp).</summary>
+    internal string Fingerprint()
+    {
+        // The T5 list is the one the first cached worlds were stamped with: keep it as it is so they stay valid.
+        object[] architecture = Family == ToyWorld.T5
+            ? [DModel, Layers, RelativeAttentionNumBuckets, RelativeAttentionMaxDistance]
+            : [Family, DModel, Layers, KeyValueHeads, TieWordEmbeddings];
+        return string.Join(";", architecture.Concat(new object[]
+        {
+            BaseSteps, BaseBatchSize, BaseLearningRate,
+            BaseMaxLength, DecoderInputNoise, AdapterNoise, ModuleSteps, ModuleBatchSize, ModuleLearningRate, ModuleTrainExamples, Rank, Alpha,
+            string.Join(",", PoolTasks ?? ToyTasks.Pool.Select(t => t.Name).ToList()), MinLength, MaxLength, FewShotExamples, TestExamples,
+        }).Select(o => Convert.ToString(o, CultureInfo.InvariantCulture)));
+    }
 
     internal void Validate()
     {
+        if (!ToyWorld.Families.Contains(Family))
+            throw new ArgumentException($"unknown toy world family '{Family}' (known: {string.Join(", ", ToyWorld.Families)})");
+        if (DModel < 4 || DModel % 4 != 0) throw new ArgumentException("DModel must be a positive multiple of the 4 heads");
+        if (Layers < 1) throw new ArgumentException("the base needs at least one layer");
+        if (Family == ToyWorld.Llama && (KeyValueHeads < 1 || 4 % KeyValueHeads != 0))
+            throw new ArgumentException("KeyValueHeads must divide the 4 attention heads (1, 2 or 4)");
         var pool = PoolTasks ?? ToyTasks.Pool.Select(t => t.Name).ToList();
         foreach (var name in pool) ToyTasks.PoolTask(name);
         foreach (var needed in ToyWorld.HeldOutDefinitions.SelectMany(h => h.Modules))
@@ -99,17 +141,40 @@ public sealed record ToyHeldOutTask(string Name, string Kind, string Description
 public sealed record ToyWorldTimings(double BaseTrain, double BaseEvaluate, IReadOnlyDictionary<string, double> Modules, double HeldOut, double Total);
 
 /// <summary>
-/// The toy LoraHub world: a tiny T5 pretrained only to copy mixed strings of letters a–j and digits 0–9, a pool of
-/// LoRA modules, each trained on one per-token map that touches one token type, all from one shared frozen A
-/// (so the paper's A/B-separate merge can combine them), and held-out tasks that need one module (retrieval) or
-/// two together (combination). Layout: base/ (Hugging Face folder), modules/{task}/ (PEFT folders, with their
-/// train.jsonl and test.jsonl), tasks/{task}/train.jsonl (5) and test.jsonl (100), world.json.
+/// The toy LoraHub world: a tiny base model (a T5, or a decoder-only Llama) pretrained only to copy mixed strings
+/// of letters a–j and digits 0–9, a pool of LoRA modules, each trained on one per-token map that touches one token
+/// type, all from one shared frozen A (so the paper's A/B-separate merge can combine them), and held-out tasks that
+/// need one module (retrieval) or two together (combination). Layout: base/ (Hugging Face folder), modules/{task}/
+/// (PEFT folders, with their train.jsonl and test.jsonl), tasks/{task}/train.jsonl (5) and test.jsonl (100),
+/// world.json. The decoder-only world writes every input with <see cref="ToyTasks.InputEnd"/> appended.
 /// </summary>
 public sealed class ToyWorld
 {
-    /// <summary>Changes whenever the world's recipe changes, so an old cached world is rebuilt.</summary>
+    public const string T5 = "t5";
+    public const string Llama = "llama";
+    public static readonly IReadOnlyList<string> Families = [T5, Llama];
+
+    /// <summary>Changes whenever the T5 world's recipe changes, so an old cached world is rebuilt.</summary>
     public const string Version = "toyhub-1";
+
+    /// <summary>The same for the decoder-only world (its own cache folder, so both worlds coexist).</summary>
+    public const string LlamaVersion = "toyhub-llama-1";
+
     public const string WorldFile = "world.json";
+
+    /// <summary>The cache version (and default folder name) of a family's world.</summary>
+    public static string VersionOf(string family) => family switch
+    {
+        T5 => Version,
+        Llama => LlamaVersion,
+        _ => throw new ArgumentException($"unknown toy world family '{family}' (known: {string.Join(", ", Families)})"),
+    };
+
+    /// <summary>The character vocabulary of a family's world (the decoder-only one adds bos and <see cref="ToyTasks.InputEnd"/>).</summary>
+    public static CharTokenizer TokenizerOf(string family) => family == Llama ? ToyTasks.DecoderOnlyTokenizer : ToyTasks.Tokenizer;
+
+    /// <summary>What a family's world appends to every input ("" for T5, whose encoder sees the input alone).</summary>
+    public static string InputSuffixOf(string family) => family == Llama ? ToyTasks.InputEnd : "";
 
     internal sealed record HeldOutDefinition(string Name, string Kind, IReadOnlyList<string> Modules);
 
@@ -122,6 +187,12 @@ public sealed class ToyWorld
 
     public string Directory { get; }
     public int Seed { get; }
+
+    /// <summary><see cref="T5"/> or <see cref="Llama"/>.</summary>
+    public string Family { get; }
+
+    /// <summary>The world's character vocabulary (also saved with the base).</summary>
+    public CharTokenizer Tokenizer => TokenizerOf(Family);
     public string BaseDirectory => Path.Combine(Directory, "base");
     public string ModulesDirectory => Path.Combine(Directory, "modules");
     public string TasksDirectory => Path.Combine(Directory, "tasks");
@@ -136,10 +207,22 @@ public sealed class ToyWorld
     /// <summary>True when <see cref="Build(string, int, IProgress{string}?)"/> found the world already built.</summary>
     public bool FromCache { get; private init; }
 
-    private ToyWorld(string directory, int seed, int initSeed, double copy, IReadOnlyList<ToyPoolModule> pool,
+    private ToyWorld(string directory, int seed, string family, int initSeed, double copy, IReadOnlyList<ToyPoolModule> pool,
         IReadOnlyList<ToyHeldOutTask> heldOut, ToyWorldTimings timings)
     {
-        (Directory, Seed, InitSeed, BaseCopyExactMatch, Pool, HeldOut, Timings) = (directory, seed, initSeed, copy, pool, heldOut, timings);
+        (Directory, Seed, Family, InitSeed, BaseCopyExactMatch, Pool, HeldOut, Timings) = (directory, seed, family, initSeed, copy, pool, heldOut, timings);
+    }
+
+    /// <summary>Examples as this world writes them: every input ends with the family's input suffix.</summary>
+    public List<Example> Formatted(IEnumerable<Example> examples) => Format(examples, Family);
+
+    /// <summary>Greedy exact match of the model (with whatever adapter is attached) on examples, with this world's tokenizer.</summary>
+    public double ExactMatch(IAdaptableModel model, IReadOnlyList<Example> examples) => ExactMatchOf(model, examples, tokenizer: Tokenizer);
+
+    private static List<Example> Format(IEnumerable<Example> examples, string family)
+    {
+        var suffix = InputSuffixOf(family);
+        return examples.Select(e => suffix.Length == 0 ? e : e with { Input = e.Input + suffix }).ToList();
     }
 
     /// <summary>The task folder (train.jsonl, test.jsonl) of a held-out task.</summary>
@@ -175,6 +258,8 @@ public sealed class ToyWorld
         if (System.IO.Directory.Exists(directory) && !File.Exists(Path.Combine(directory, WorldFile))
             && System.IO.Directory.EnumerateFileSystemEntries(directory).Any())
             throw new IOException($"{directory}: exists, is not empty and is not a toy world (no {WorldFile}); refusing to replace it");
+        if (FamilyAt(directory) is { } existing && existing != options.Family)
+            throw new IOException($"{directory}: holds a {existing} toy world; refusing to replace it with a {options.Family} world (use another folder)");
         foreach (var stale in System.IO.Directory.EnumerateDirectories(parent, $".{name}.build-*")) TryDeleteDirectory(stale);
 
         var temp = Path.Combine(parent, $".{name}.build-{Guid.NewGuid():N}");
@@ -223,8 +308,24 @@ public sealed class ToyWorld
         var timings = new ToyWorldTimings(t["base_train_s"]!.GetValue<double>(), t["base_evaluate_s"]!.GetValue<double>(),
             t["modules_s"]!.AsObject().ToDictionary(kv => kv.Key, kv => kv.Value!.GetValue<double>()),
             t["held_out_s"]!.GetValue<double>(), t["total_s"]!.GetValue<double>());
-        return new ToyWorld(directory, json["seed"]!.GetValue<int>(), json["init_seed"]!.GetValue<int>(),
+        // Worlds built before the decoder-only one existed have no "family": they are T5 worlds.
+        var family = json["family"]?.GetValue<string>() ?? T5;
+        return new ToyWorld(directory, json["seed"]!.GetValue<int>(), family, json["init_seed"]!.GetValue<int>(),
             json["base"]!["copy_exact_match"]!.GetValue<double>(), pool, heldOut, timings);
+    }
+
+    /// <summary>The family of the world at directory (T5 for worlds that predate the field), or null when there is none.</summary>
+    private static string? FamilyAt(string directory)
+    {
+        try
+        {
+            var path = Path.Combine(directory, WorldFile);
+            return File.Exists(path) ? JsonNode.Parse(File.ReadAllText(path))?["family"]?.GetValue<string>() ?? T5 : null;
+        }
+        catch (Exception e) when (e is JsonException or InvalidOperationException or IOException)
+        {
+            return null;
+        }
     }
 
     /// <summary>The world at directory if it is complete and was built by this version with this seed and options.</summary>
@@ -235,7 +336,7 @@ public sealed class ToyWorld
             var path = Path.Combine(directory, WorldFile);
             if (!File.Exists(path)) return null;
             var json = JsonNode.Parse(File.ReadAllText(path))?.AsObject();
-            if (json?["version"]?.GetValue<string>() != Version || json["seed"]?.GetValue<int>() != seed
+            if (json?["version"]?.GetValue<string>() != VersionOf(options.Family) || json["seed"]?.GetValue<int>() != seed
                 || json["options"]?.GetValue<string>() != options.Fingerprint())
                 return null;
             var world = Load(directory);
@@ -255,7 +356,7 @@ public sealed class ToyWorld
         }
     }
 
-    private ToyWorld With(bool fromCache) => new(Directory, Seed, InitSeed, BaseCopyExactMatch, Pool, HeldOut, Timings) { FromCache = fromCache };
+    private ToyWorld With(bool fromCache) => new(Directory, Seed, Family, InitSeed, BaseCopyExactMatch, Pool, HeldOut, Timings) { FromCache = fromCache };
 
     private static void BuildInto(string root, int seed, ToyWorldOptions options, IProgress<string>? progress, CancellationToken cancel)
     {
@@ -265,18 +366,15 @@ public sealed class ToyWorld
         try
         {
             System.IO.Directory.CreateDirectory(root);
-            var tokenizer = ToyTasks.Tokenizer;
+            var tokenizer = TokenizerOf(options.Family);
             var poolNames = options.PoolTasks ?? ToyTasks.Pool.Select(t => t.Name).ToList();
             var initSeed = (int)(TrainingSupport.MixSeed(seed, "lora-init") & 0x7FFFFFFF);
 
             // 1. The base: copy pretraining from scratch.
             var clock = Stopwatch.StartNew();
-            var config = new T5Config(tokenizer.VocabSize, options.DModel, options.DModel / 4, options.DModel * 4,
-                options.Layers, options.Layers, 4, options.RelativeAttentionNumBuckets, options.RelativeAttentionMaxDistance,
-                DenseActFn: "relu", IsGatedAct: false, TieWordEmbeddings: false);
             var baseDir = Path.Combine(root, "base");
             BaseTrainingResult baseResult;
-            using (var fresh = BaseTrainer.Create(config, (int)(TrainingSupport.MixSeed(seed, "base-init") & 0x7FFFFFFF)))
+            using (var fresh = CreateBase(options, tokenizer, (int)(TrainingSupport.MixSeed(seed, "base-init") & 0x7FFFFFFF)))
             {
                 var every = Math.Max(1, options.BaseSteps / 10);
                 baseResult = BaseTrainer.Train(fresh, step => CopyBatch(seed, step, options), new BaseTrainingOptions
@@ -287,7 +385,8 @@ public sealed class ToyWorld
                     Seed = seed,
                     DecoderInputNoise = options.DecoderInputNoise,
                     AdapterNoise = options.AdapterNoise,
-                    NoiseTokenIds = Enumerable.Range(3, tokenizer.VocabSize - 3).ToList(),
+                    // Noise draws from the string characters only (never a special or the input marker).
+                    NoiseTokenIds = tokenizer.Encode(ToyTasks.Letters + ToyTasks.Digits, addSpecialTokens: false).Ids.ToList(),
                 }, new SyncProgress<TrainingProgress>(p =>
                 {
                     if (p.Step % every == 0 || p.Step == p.Steps)
@@ -298,9 +397,9 @@ public sealed class ToyWorld
             var baseTrainSeconds = clock.Elapsed.TotalSeconds;
 
             clock.Restart();
-            using var model = ModelLoader.LoadSeq2Seq(baseDir);
-            var copyTest = ToyTasks.Sample(ToyTasks.Copy, options.TestExamples, seed, "copy-test", 1, options.BaseMaxLength);
-            var copyExact = ExactMatchOf(model, copyTest, options);
+            using var model = ModelLoader.Load(baseDir);
+            var copyTest = Format(ToyTasks.Sample(ToyTasks.Copy, options.TestExamples, seed, "copy-test", 1, options.BaseMaxLength), options.Family);
+            var copyExact = ExactMatchOf(model, copyTest, options, tokenizer);
             progress?.Report(Invariant($"base: copy exact match {copyExact:F2} ({baseTrainSeconds:F0} s)"));
             var baseEvalSeconds = clock.Elapsed.TotalSeconds;
 
@@ -318,13 +417,14 @@ public sealed class ToyWorld
                 var test = ToyTasks.Sample(task, options.TestExamples, seed, "module-test", options.MinLength, options.MaxLength,
                     exclude: train.Select(e => e.Input).ToHashSet());
                 seenInputs[name] = train.Select(e => e.Input).ToHashSet();
+                (train, test) = (Format(train, options.Family), Format(test, options.Family));
                 WriteJsonl(Path.Combine(dir, "train.jsonl"), train);
                 WriteJsonl(Path.Combine(dir, "test.jsonl"), test);
                 var trainOptions = new LoraTrainingOptions
                 {
                     Rank = options.Rank,
                     Alpha = options.Alpha,
-                    Targets = ["q", "v"],
+                    Targets = model.DefaultLoraTargets,
                     Steps = options.ModuleSteps,
                     BatchSize = options.ModuleBatchSize,
                     LearningRate = options.ModuleLearningRate,
@@ -347,7 +447,7 @@ public sealed class ToyWorld
                     using (var composed = new ComposedModel(model, [module]))
                     {
                         composed.SetWeights([1.0]);
-                        exact = ExactMatchOf(model, test, options);
+                        exact = ExactMatchOf(model, test, options, tokenizer);
                     }
                     pool.Add(new ToyPoolModule(name, task.Description, dir, Path.Combine(dir, "train.jsonl"), Path.Combine(dir, "test.jsonl"),
                         exact, result.FinalLoss, trainSeconds));
@@ -369,17 +469,18 @@ public sealed class ToyWorld
                 var train = ToyTasks.Sample(task, options.FewShotExamples, seed, "held-out-train", options.MinLength, options.MaxLength, seen);
                 var test = ToyTasks.Sample(task, options.TestExamples, seed, "held-out-test", options.MinLength, options.MaxLength,
                     seen.Concat(train.Select(e => e.Input)).ToHashSet());
+                (train, test) = (Format(train, options.Family), Format(test, options.Family));
                 var dir = Path.Combine(root, "tasks", definition.Name);
                 WriteJsonl(Path.Combine(dir, "train.jsonl"), train);
                 WriteJsonl(Path.Combine(dir, "test.jsonl"), test);
-                var baseExact = ExactMatchOf(model, test, options);
+                var baseExact = ExactMatchOf(model, test, options, tokenizer);
                 double oracle;
                 var modules = definition.Modules.Select(m => LoraModule.Load(Path.Combine(root, "modules", m), m)).ToList();
                 try
                 {
                     using var composed = new ComposedModel(model, modules);
                     composed.SetWeights(modules.Select(_ => 1.0 / Math.Sqrt(modules.Count)).ToList());
-                    oracle = ExactMatchOf(model, test, options);
+                    oracle = ExactMatchOf(model, test, options, tokenizer);
                 }
                 finally
                 {
@@ -393,7 +494,7 @@ public sealed class ToyWorld
 
             var timings = new ToyWorldTimings(Math.Round(baseTrainSeconds, 2), Math.Round(baseEvalSeconds, 2), moduleSeconds,
                 Math.Round(heldOutSeconds, 2), Math.Round(total.Elapsed.TotalSeconds, 2));
-            WriteWorldFile(root, seed, initSeed, options, config, baseResult, copyExact, pool, heldOut, timings);
+            WriteWorldFile(root, seed, initSeed, options, model, baseResult, copyExact, pool, heldOut, timings);
             progress?.Report(Invariant($"world built in {total.Elapsed.TotalSeconds:F0} s"));
         }
         finally
@@ -402,27 +503,67 @@ public sealed class ToyWorld
         }
     }
 
-    private static void WriteWorldFile(string root, int seed, int initSeed, ToyWorldOptions options, T5Config config,
+    /// <summary>A freshly initialised base of the options' family over the tokenizer's vocabulary.</summary>
+    private static IAdaptableModel CreateBase(ToyWorldOptions options, CharTokenizer tokenizer, int seed)
+    {
+        if (options.Family == Llama)
+        {
+            // bos, eos and pad are the character vocabulary's; positions reach at most bos + 2 · BaseMaxLength + 2.
+            var config = new LlamaConfig("llama", tokenizer.VocabSize, options.DModel, options.DModel * 4, options.Layers,
+                NumAttentionHeads: 4, NumKeyValueHeads: options.KeyValueHeads, HeadDim: options.DModel / 4, RopeTheta: 10000.0,
+                MaxPositionEmbeddings: 64, TieWordEmbeddings: options.TieWordEmbeddings,
+                BosTokenId: tokenizer.BosId!.Value, EosTokenIds: [tokenizer.EosId], PadTokenId: tokenizer.PadId);
+            return BaseTrainer.Create(config, seed);
+        }
+        var t5 = new T5Config(tokenizer.VocabSize, options.DModel, options.DModel / 4, options.DModel * 4,
+            options.Layers, options.Layers, 4, options.RelativeAttentionNumBuckets, options.RelativeAttentionMaxDistance,
+            DenseActFn: "relu", IsGatedAct: false, TieWordEmbeddings: false);
+        return BaseTrainer.Create(t5, seed);
+    }
+
+    /// <summary>world.json's description of the base's architecture (detached nodes, to be put into "base").</summary>
+    private static Dictionary<string, JsonNode?> Architecture(IAdaptableModel model) => model switch
+    {
+        T5ForConditionalGeneration { Config: var c } => new()
+        {
+            ["d_model"] = c.DModel,
+            ["layers"] = c.NumLayers,
+            ["relative_attention_num_buckets"] = c.RelativeAttentionNumBuckets,
+            ["relative_attention_max_distance"] = c.RelativeAttentionMaxDistance,
+        },
+        LlamaForCausalLM { Config: var c } => new()
+        {
+            ["hidden_size"] = c.HiddenSize,
+            ["layers"] = c.NumHiddenLayers,
+            ["heads"] = c.NumAttentionHeads,
+            ["kv_heads"] = c.NumKeyValueHeads,
+            ["intermediate_size"] = c.IntermediateSize,
+            ["tie_word_embeddings"] = c.TieWordEmbeddings,
+        },
+        _ => throw new NotSupportedException(model.GetType().Name),
+    };
+
+    private static void WriteWorldFile(string root, int seed, int initSeed, ToyWorldOptions options, IAdaptableModel model,
         BaseTrainingResult baseResult, double copyExact, List<ToyPoolModule> pool, List<ToyHeldOutTask> heldOut, ToyWorldTimings timings)
     {
         string Rel(string path) => Path.GetRelativePath(root, path).Replace('\\', '/');
         JsonArray Strings(IEnumerable<string> items) => new(items.Select(s => (JsonNode)JsonValue.Create(s)).ToArray());
         var json = new JsonObject
         {
-            ["version"] = Version,
+            ["version"] = VersionOf(options.Family),
+            ["family"] = options.Family,
             ["seed"] = seed,
             ["options"] = options.Fingerprint(),
             ["init_seed"] = initSeed,
-            ["vocabulary"] = Strings(ToyTasks.Tokenizer.Tokens),
+            ["vocabulary"] = Strings(TokenizerOf(options.Family).Tokens),
+            ["input_suffix"] = InputSuffixOf(options.Family),
             ["lengths"] = new JsonObject { ["min"] = options.MinLength, ["max"] = options.MaxLength },
-            ["base"] = new JsonObject
+            ["base"] = new JsonObject(new Dictionary<string, JsonNode?>
             {
                 ["path"] = "base",
                 ["task"] = $"copy mixed strings of length 1-{options.BaseMaxLength}",
-                ["d_model"] = config.DModel,
-                ["layers"] = config.NumLayers,
-                ["relative_attention_num_buckets"] = config.RelativeAttentionNumBuckets,
-                ["relative_attention_max_distance"] = config.RelativeAttentionMaxDistance,
+            }.Concat(Architecture(model)).Concat(new Dictionary<string, JsonNode?>
+            {
                 ["steps"] = options.BaseSteps,
                 ["batch_size"] = options.BaseBatchSize,
                 ["decoder_input_noise"] = options.DecoderInputNoise,
@@ -430,12 +571,12 @@ public sealed class ToyWorld
                 ["first_loss"] = baseResult.Losses[0],
                 ["final_loss"] = baseResult.Losses[^1],
                 ["copy_exact_match"] = copyExact,
-            },
+            })),
             ["modules"] = new JsonObject
             {
                 ["rank"] = options.Rank,
                 ["alpha"] = options.Alpha,
-                ["targets"] = Strings(["q", "v"]),
+                ["targets"] = Strings(model.DefaultLoraTargets),
                 ["freeze_a"] = true,
                 ["steps"] = options.ModuleSteps,
                 ["batch_size"] = options.ModuleBatchSize,
@@ -477,24 +618,36 @@ public sealed class ToyWorld
         File.WriteAllText(Path.Combine(root, WorldFile), json.ToJsonString(new JsonSerializerOptions { WriteIndented = true }) + "\n");
     }
 
-    /// <summary>The base's pretraining batch of one step: copy of random mixed strings, a pure function of (seed, step).</summary>
+    /// <summary>
+    /// The base's pretraining batch of one step: copy of random mixed strings, a pure function of (seed, step), in the
+    /// family's convention (T5: s + eos → s + eos; decoder-only: bos + s + "=" read, s + eos scored).
+    /// </summary>
     internal static IReadOnlyList<TokenizedExample> CopyBatch(int seed, int step, ToyWorldOptions options)
     {
         var random = new ToyRandom(seed, $"base-batch/{step}");
         var batch = new List<TokenizedExample>(options.BaseBatchSize);
         for (var i = 0; i < options.BaseBatchSize; i++)
         {
-            var ids = ToyTasks.Tokenizer.Encode(ToyTasks.RandomString(random, 1, options.BaseMaxLength, mixed: false)).Ids.ToArray();
+            var text = ToyTasks.RandomString(random, 1, options.BaseMaxLength, mixed: false);
+            if (options.Family == Llama)
+            {
+                batch.Add(FewShotFormat.DecoderOnly.Tokenize(ToyTasks.DecoderOnlyTokenizer, text + ToyTasks.InputEnd, text));
+                continue;
+            }
+            var ids = ToyTasks.Tokenizer.Encode(text).Ids.ToArray();
             batch.Add(new TokenizedExample(ids, ids));
         }
         return batch;
     }
 
-    /// <summary>Greedy exact match of the model (with whatever adapter is attached) on examples.</summary>
-    public static double ExactMatchOf(IAdaptableModel model, IReadOnlyList<Example> examples, ToyWorldOptions? options = null)
+    /// <summary>
+    /// Greedy exact match of the model (with whatever adapter is attached) on examples; the tokenizer defaults to
+    /// the T5 world's (a decoder-only world's model needs <see cref="ToyTasks.DecoderOnlyTokenizer"/>, or use <see cref="ExactMatch"/>).
+    /// </summary>
+    public static double ExactMatchOf(IAdaptableModel model, IReadOnlyList<Example> examples, ToyWorldOptions? options = null, ITextTokenizer? tokenizer = null)
     {
         var maxNew = (options ?? ToyWorldOptions.Default).BaseMaxLength + 4;
-        return Predictor.Predict(model, ToyTasks.Tokenizer, examples, maxNewTokens: maxNew, batchSize: 50).Count(p => p.Correct) / (double)examples.Count;
+        return Predictor.Predict(model, tokenizer ?? ToyTasks.Tokenizer, examples, maxNewTokens: maxNew, batchSize: 50).Count(p => p.Correct) / (double)examples.Count;
     }
 
     internal static void WriteJsonl(string path, IEnumerable<Example> examples)

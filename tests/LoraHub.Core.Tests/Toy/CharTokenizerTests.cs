@@ -67,6 +67,54 @@ public sealed class CharTokenizerTests
     }
 
     [Fact]
+    public void The_t5_worlds_vocabulary_file_is_unchanged()
+    {
+        // The cached T5 world's base folder holds this exact file: the bos option must not touch it.
+        using var dir = new Fixtures.TempDir();
+        ToyTasks.Tokenizer.Save(dir.Path);
+        Assert.Equal("{\"type\":\"chars\",\"tokens\":[\"\\u003Cpad\\u003E\",\"\\u003C/s\\u003E\",\"\\u003Cunk\\u003E\",\"a\",\"b\",\"c\",\"d\",\"e\",\"f\",\"g\",\"h\",\"i\",\"j\",\"0\",\"1\",\"2\",\"3\",\"4\",\"5\",\"6\",\"7\",\"8\",\"9\"]}\n",
+            File.ReadAllText(Path.Combine(dir.Path, CharTokenizer.FileName)));
+    }
+
+    [Fact]
+    public void The_decoder_only_vocabulary_has_bos_and_the_input_end()
+    {
+        var t = ToyTasks.DecoderOnlyTokenizer;
+        Assert.Equal(25, t.VocabSize);
+        Assert.Equal((0, 1, 2, 3), (t.PadId, t.EosId, t.UnkId, t.BosId));
+        Assert.Equal(["<pad>", "</s>", "<unk>", "<s>", "a"], t.Tokens.Take(5));
+        Assert.Equal("=", t.Tokens[^1]);
+        Assert.True(t.IsSpecial(3));
+        Assert.False(t.IsSpecial(4));
+
+        // With special tokens: bos + text + eos; without: the characters alone. Decoding drops bos like the others.
+        Assert.Equal([3, 4, 14, 24, 1], t.Encode("a0=").Ids);
+        Assert.Equal(["<s>", "a", "0", "=", "</s>"], t.Encode("a0=").Pieces);
+        Assert.Equal([4, 14, 24], t.Encode("a0=", addSpecialTokens: false).Ids);
+        Assert.Equal("a0=", t.Decode([3, 4, 14, 24, 1]));
+        Assert.Equal("<s>a</s>", t.Decode([3, 4, 1], skipSpecialTokens: false));
+        Assert.Equal([4, 3, 5], t.Encode("a<s>b", addSpecialTokens: false).Ids);
+
+        // The decoder-only few-shot convention: prompt bos + input, target output + eos.
+        var example = FewShotFormat.DecoderOnly.Tokenize(t, "ab=", "ba");
+        Assert.Equal([3, 4, 5, 24], example.InputIds);
+        Assert.Equal([5, 4, 1], example.Labels);
+    }
+
+    [Fact]
+    public void A_vocabulary_with_bos_round_trips_through_its_file()
+    {
+        using var dir = new Fixtures.TempDir();
+        ToyTasks.DecoderOnlyTokenizer.Save(dir.Path);
+        Assert.Contains("\"\\u003Cs\\u003E\"", File.ReadAllText(Path.Combine(dir.Path, CharTokenizer.FileName)));
+        var loaded = Assert.IsType<CharTokenizer>(ModelLoader.LoadTokenizer(dir.Path));
+        Assert.Equal(ToyTasks.DecoderOnlyTokenizer.Tokens, loaded.Tokens);
+        Assert.Equal(3, loaded.BosId);
+        Assert.Equal(ToyTasks.DecoderOnlyTokenizer.Encode("j9=").Ids, loaded.Encode("j9=").Ids);
+        Assert.Throws<ArgumentException>(() => new CharTokenizer(["<s>"])); // not one character: never a plain token
+    }
+
+    [Fact]
     public void Spiece_model_wins_over_the_char_vocabulary()
     {
         using var dir = new Fixtures.TempDir();
