@@ -21,7 +21,8 @@ public sealed record ToyDemoSettings
 public sealed record ToyDemoRow(string Task, string Kind, string Method, double MeanExactMatch, double BestExactMatch,
     IReadOnlyList<double> PerSeed, double? MeanObjective, double? MedianObjective);
 
-public sealed record ToyDemoReport(IReadOnlyList<ToyDemoRow> Rows, ToyDemoSettings Settings, double Seconds, bool WorldFromCache);
+public sealed record ToyDemoReport(IReadOnlyList<ToyDemoRow> Rows, ToyDemoSettings Settings, double Seconds, bool WorldFromCache,
+    string Family = ToyWorld.T5);
 
 /// <summary>
 /// The demo's experiment on a built toy world (either family: the model, its few-shot convention and the world's
@@ -76,7 +77,7 @@ public static class ToyDemo
                     objectives.Average(), sorted[sorted.Count / 2]));
             }
         }
-        return new ToyDemoReport(rows, settings, clock.Elapsed.TotalSeconds, world.FromCache);
+        return new ToyDemoReport(rows, settings, clock.Elapsed.TotalSeconds, world.FromCache, world.Family);
     }
 
     private static ToyDemoRow Row(ToyHeldOutTask task, string method, IReadOnlyList<double> scores) =>

@@ -27,7 +27,7 @@ public static class ToyDemoChart
         plot.Axes.Bottom.SetTicks(Enumerable.Range(0, tasks.Count).Select(i => (double)i).ToArray(), tasks.ToArray());
         plot.Axes.SetLimitsY(0, 1.05);
         plot.YLabel("exact match (mean over seeds)");
-        plot.Title("LoraHub on the toy world's held-out tasks");
+        plot.Title("LoraHub on the toy world's held-out tasks" + (report.Family == ToyWorld.Llama ? " (decoder-only Llama base)" : ""));
         plot.ShowLegend(Edge.Right); // outside the data area: 13 methods would cover the bars
         return plot.GetImageBytes(1400, 560, ImageFormat.Png);
     }

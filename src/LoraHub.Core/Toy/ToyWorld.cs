@@ -75,12 +75,15 @@ public sealed record ToyWorldOptions
     public static ToyWorldOptions Default { get; } = new();
 
     /// <summary>
-    /// The demo's decoder-only world: a Llama of hidden 64 with 6 layers (the T5 has 3 + 3), 4 heads over 2
-    /// key/value heads, intermediate 256, untied head; the same pool, held-out tasks and module recipe as the T5 world.
+    /// The demo's decoder-only world: a Llama of hidden 96 with 3 layers, 4 heads of 24 (4 key/value heads),
+    /// intermediate 384, tied head (about 445k parameters; the T5 has 350k), adapter noise 0.15; the same copy
+    /// pretraining, pool, held-out tasks and module recipe as the T5 world otherwise. Picked by the hand-set merge of
+    /// two modules on the combination tasks (README): an untied head or a deeper stack (6 layers, as the T5's 3 + 3)
+    /// kept it at 0.0-0.2 exact match; tied, 3 layers and adapter noise 0.15 reached 0.4-0.7.
     /// </summary>
     public static ToyWorldOptions DefaultLlama { get; } = new()
     {
-        Family = ToyWorld.Llama, Layers = 6, KeyValueHeads = 2,
+        Family = ToyWorld.Llama, DModel = 96, Layers = 3, KeyValueHeads = 4, TieWordEmbeddings = true, AdapterNoise = 0.15,
     };
 
     /// <summary>The demo's world of a family.</summary>

@@ -13,7 +13,10 @@ namespace LoraHub.Core.Tests.Toy;
 /// <summary>A decoder-only toy world at toy scale (seconds), built once for the tests that only read it.</summary>
 public sealed class TinyLlamaWorldFixture : IDisposable
 {
-    public static readonly ToyWorldOptions Tiny = TinyWorldFixture.Tiny with { Family = ToyWorld.Llama, Layers = 2, KeyValueHeads = 2 };
+    public static readonly ToyWorldOptions Tiny = TinyWorldFixture.Tiny with
+    {
+        Family = ToyWorld.Llama, Layers = 2, KeyValueHeads = 2, TieWordEmbeddings = true,
+    };
 
     public Fixtures.TempDir Temp { get; } = new();
     public string Directory => Temp["world"];
@@ -74,6 +77,7 @@ public sealed class ToyLlamaWorldTests(TinyLlamaWorldFixture fx) : IClassFixture
         Assert.True(ModelLoader.IsCausal(fx.World.BaseDirectory));
         Assert.Equal(2, causal.Config.NumHiddenLayers);
         Assert.Equal(2, causal.Config.NumKeyValueHeads);
+        Assert.True(causal.Config.TieWordEmbeddings);
         Assert.Equal(3, causal.BosTokenId);
         Assert.Equal([1], causal.EosTokenIds);
         var tokenizer = Assert.IsType<CharTokenizer>(ModelLoader.LoadTokenizer(fx.World.BaseDirectory));
@@ -130,6 +134,7 @@ public sealed class ToyLlamaWorldTests(TinyLlamaWorldFixture fx) : IClassFixture
         Assert.Equal(3 * 7, report.Rows.Count);
         Assert.All(report.Rows, r => Assert.InRange(r.MeanExactMatch, 0, 1));
         Assert.Equal(2 * 3, report.Rows.Count(r => r.MedianObjective is { } o && double.IsFinite(o)));
+        Assert.Equal(ToyWorld.Llama, report.Family);
         Assert.True(ToyDemoChart.RenderPng(report).Length > 1000);
     }
 
