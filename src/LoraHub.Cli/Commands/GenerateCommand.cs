@@ -2,6 +2,7 @@ using System.CommandLine;
 using System.Text.Json.Nodes;
 using LoraHub.Core.Lora;
 using LoraHub.Core.Models;
+using LoraHub.Core.Tokenization;
 
 namespace LoraHub.Cli.Commands;
 
@@ -30,14 +31,14 @@ internal static class GenerateCommand
             var dir = parse.GetValue(baseDir)!;
             var dt = Common.ParseDType(parse.GetValue(dtype)!);
             var mode = MergeModes.Parse(parse.GetValue(merge)!);
-            var fewShot = ModelLoader.FormatOf(dir); // reads config.json first: a wrong folder is reported as such
-            var tokenizer = ModelLoader.LoadTokenizer(dir);
+            ITextTokenizer tokenizer;
             int[] ids;
-            using (var model = ModelLoader.Load(dir, dt))
+            using (var model = ModelLoader.Load(dir, dt)) // reads config.json first: a wrong folder is reported as such
             using (Common.Compose(model, moduleDirs, w, mode))
             {
+                tokenizer = ModelLoader.LoadTokenizer(dir);
                 // Decoder-only models continue after bos + tokens(input); the prompt is not part of the output.
-                ids = model.Greedy(fewShot.PromptIds(tokenizer, parse.GetValue(input)!), parse.GetValue(maxNew));
+                ids = model.Greedy(model.Format.PromptIds(tokenizer, parse.GetValue(input)!), parse.GetValue(maxNew));
             }
             // The embedding may have rows past the tokenizer's vocabulary (32100..32127 in T5); they carry no text.
             var text = tokenizer.Decode(ids.Where(i => i < tokenizer.VocabSize));

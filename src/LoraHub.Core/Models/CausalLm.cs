@@ -145,7 +145,7 @@ public static class CausalLm
         using var scope = NewDisposeScope();
         using var noGrad = no_grad();
         var device = model.Module.parameters().First().device;
-        var (ids, mask) = LeftPad(prompts, model.PadTokenId, device);
+        var (ids, mask) = Seq2Seq.Pad(prompts, model.PadTokenId, device, left: true);
         using var cache = model.NewCache();
         var outputs = prompts.Select(_ => new List<int>()).ToArray();
         var done = new bool[prompts.Count];
@@ -171,25 +171,6 @@ public static class CausalLm
             mask = cat([mask, newColumn], 1);
         }
         return outputs.Select(o => o.ToArray()).ToArray();
-    }
-
-    /// <summary>Left-pads sequences into [batch, maxLength] ids and a 1/0 mask (generation keeps the ends aligned).</summary>
-    internal static (Tensor Ids, Tensor Mask) LeftPad(IReadOnlyList<int[]> sequences, int padId, Device device)
-    {
-        var length = sequences.Max(s => s.Length);
-        var ids = new long[sequences.Count * length];
-        var mask = new long[sequences.Count * length];
-        for (var i = 0; i < sequences.Count; i++)
-        {
-            var offset = length - sequences[i].Length;
-            for (var j = 0; j < length; j++)
-            {
-                var inside = j >= offset;
-                ids[i * length + j] = inside ? sequences[i][j - offset] : padId;
-                mask[i * length + j] = inside ? 1 : 0;
-            }
-        }
-        return (tensor(ids, [sequences.Count, length], device: device), tensor(mask, [sequences.Count, length], device: device));
     }
 
     private static void Check(CausalExample e)

@@ -129,18 +129,24 @@ public static class Seq2Seq
         }
     }
 
-    /// <summary>Right-pads sequences into [batch, maxLength] ids and a 1/0 mask.</summary>
-    internal static (Tensor Ids, Tensor Mask) Pad(IReadOnlyList<int[]> sequences, int padId, Device device)
+    /// <summary>
+    /// Pads sequences into [batch, maxLength] ids and a 1/0 mask: on the right, or on the left (generation keeps the
+    /// ends of decoder-only prompts aligned).
+    /// </summary>
+    internal static (Tensor Ids, Tensor Mask) Pad(IReadOnlyList<int[]> sequences, int padId, Device device, bool left = false)
     {
         var length = sequences.Max(s => s.Length);
         var ids = new long[sequences.Count * length];
         var mask = new long[sequences.Count * length];
         for (var i = 0; i < sequences.Count; i++)
-        for (var j = 0; j < length; j++)
         {
-            var inside = j < sequences[i].Length;
-            ids[i * length + j] = inside ? sequences[i][j] : padId;
-            mask[i * length + j] = inside ? 1 : 0;
+            var offset = left ? length - sequences[i].Length : 0;
+            for (var j = 0; j < length; j++)
+            {
+                var inside = j >= offset && j < offset + sequences[i].Length;
+                ids[i * length + j] = inside ? sequences[i][j - offset] : padId;
+                mask[i * length + j] = inside ? 1 : 0;
+            }
         }
         return (tensor(ids, [sequences.Count, length], device: device), tensor(mask, [sequences.Count, length], device: device));
     }
