@@ -38,7 +38,7 @@ public static class CompositionOverhead
         {
             var sw = Stopwatch.StartNew();
             using var result = new Composer(model, tokenizer).Compose(pool, examples,
-                new CompositionSettings { Budget = 40, Select = 20, BatchCandidates = batched }, "bench");
+                new CompositionSettings { Budget = 40, K = 20, BatchCandidates = batched }, "bench");
             return sw.Elapsed.TotalMilliseconds;
         }
         BaseEvaluation();

@@ -192,7 +192,7 @@ public static class DurableOverhead
             var clock = Stopwatch.StartNew();
             var pool = ModuleRef.Scan(modulesDir);
             var set = ExampleFile.Load(examplesFile);
-            var settings = new CompositionSettings { Budget = Budget, Select = K, Seed = Seed };
+            var settings = new CompositionSettings { Budget = Budget, K = K, Seed = Seed };
             settings.Validate(pool.Count);
             using var model = ModelLoader.Load(baseDir);
             var tokenizer = ModelLoader.LoadTokenizer(baseDir);
@@ -235,6 +235,8 @@ public static class DurableOverhead
         private void Register(DurableTaskRegistry registry)
         {
             registry.AddOrchestratorFunc<CompositionRequest, CompositionOutcome>(nameof(ComposeOrchestrator), ComposeOrchestrator.RunAsync);
+            registry.AddActivityFunc<ListPoolInput, ModulePool>(nameof(ListPool),
+                (_, input) => clock.Time(nameof(ListPool), () => Services.GetRequiredService<ListPool>().RunAsync(input)));
             registry.AddActivityFunc<SelectModulesInput, SelectedModules>(nameof(SelectModules),
                 (_, input) => clock.Time(nameof(SelectModules), () => Services.GetRequiredService<SelectModules>().RunAsync(input)));
             registry.AddActivityFunc<EvaluateCandidatesInput, CandidateScores>(nameof(EvaluateCandidates),
@@ -272,9 +274,7 @@ public static class DurableOverhead
             {
                 Task = task,
                 BaseModel = BaseName,
-                K = K,
-                Budget = Budget,
-                Seed = Seed,
+                Settings = new CompositionSettings { K = K, Budget = Budget, Seed = Seed },
                 Examples = examples,
                 Source = "bench",
             };

@@ -1,3 +1,4 @@
+using LoraHub.Core;
 using LoraHub.Core.Composition;
 using Spectre.Console;
 
@@ -13,7 +14,7 @@ internal static class Progress
         if (Console.IsErrorRedirected)
         {
             var last = "";
-            return work(new SyncProgress(p =>
+            return work(new SyncProgress<CompositionProgress>(p =>
             {
                 var line = $"{p.Phase} {p.Done}/{p.Total}" + (p.BestObjective is { } b ? $" best {b:F4}" : "");
                 // Only phase changes and the end, so logs stay short.
@@ -26,7 +27,7 @@ internal static class Progress
             .Start(ctx =>
             {
                 var task = ctx.AddTask(title, maxValue: total);
-                result = work(new SyncProgress(p =>
+                result = work(new SyncProgress<CompositionProgress>(p =>
                 {
                     task.MaxValue = p.Total;
                     task.Value = p.Done;
@@ -34,17 +35,5 @@ internal static class Progress
                 }));
             });
         return result;
-    }
-
-    /// <summary>Line-by-line progress messages, reported on the calling thread.</summary>
-    internal sealed class LineProgress(Action<string> report) : IProgress<string>
-    {
-        public void Report(string value) => report(value);
-    }
-
-    /// <summary>Reports on the calling thread, in order (System.Progress posts to the thread pool).</summary>
-    internal sealed class SyncProgress(Action<CompositionProgress> report) : IProgress<CompositionProgress>
-    {
-        public void Report(CompositionProgress value) => report(value);
     }
 }

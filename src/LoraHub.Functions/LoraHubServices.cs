@@ -37,6 +37,7 @@ public static class LoraHubServices
         services.AddSingleton<ExampleIntake>();
 
         // Activities and trigger classes: the worker builds them per invocation with these services.
+        services.AddTransient<ListPool>();
         services.AddTransient<SelectModules>();
         services.AddTransient<EvaluateCandidates>();
         services.AddTransient<MaterializeAdapter>();

@@ -51,7 +51,7 @@ public sealed class ComposeOrchestratorTests(FunctionsHub hub)
         var versions = JsonSerializer.Deserialize<SelectedModules>(calls.Single(c => c.Activity == nameof(SelectModules)).Output)!.Versions;
         Assert.NotNull(versions);
         Assert.Equal(FunctionsHub.Modules.Length, versions.Modules.Count);
-        foreach (var (activity, input, _) in calls.Where(c => c.Activity != nameof(SelectModules)))
+        foreach (var (activity, input, _) in calls.Where(c => c.Activity is not (nameof(SelectModules) or nameof(ListPool))))
         {
             var pinned = activity == nameof(EvaluateCandidates)
                 ? JsonSerializer.Deserialize<EvaluateCandidatesInput>(input)!.Versions
@@ -73,7 +73,8 @@ public sealed class ComposeOrchestratorTests(FunctionsHub hub)
     [Fact]
     public async Task A_linear_merge_composition_publishes_the_cat_layout_and_scores_its_recorded_loss()
     {
-        var request = FunctionsHub.Request("linear-e2e", budget: 6) with { Merge = "linear" };
+        var request = FunctionsHub.Request("linear-e2e", budget: 6);
+        request = request with { Settings = request.Settings with { Merge = "linear" } };
         var instance = await hub.RunAsync(request, "linear-e2e-run");
         Assert.Equal(OrchestrationRuntimeStatus.Completed, instance.RuntimeStatus);
         var adapter = await hub.Store.MaterializeAsync(HubArea.Adapters, "linear-e2e");
@@ -141,7 +142,8 @@ public sealed class ComposeOrchestratorTests(FunctionsHub hub)
         var instance = await hub.RunAsync(FunctionsHub.Request("missing", modules: ["lora_0", "nope"]), "missing-run");
         Assert.Equal(OrchestrationRuntimeStatus.Failed, instance.RuntimeStatus);
         Assert.Contains("nope", instance.FailureDetails!.ErrorMessage);
-        Assert.Equal(1, hub.Recorder.Attempts("missing-run", nameof(SelectModules)));
+        Assert.Equal(1, hub.Recorder.Attempts("missing-run", nameof(ListPool)));
+        Assert.Equal(0, hub.Recorder.Attempts("missing-run", nameof(SelectModules)));
         Assert.Null(await hub.Store.ReadFileAsync(HubArea.Adapters, "missing/lorahub.json"));
     }
 

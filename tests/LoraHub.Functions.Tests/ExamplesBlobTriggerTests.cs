@@ -40,9 +40,10 @@ public sealed class ExamplesBlobTriggerTests(FunctionsHub hub)
         Assert.Equal(OrchestrationRuntimeStatus.Completed, done.RuntimeStatus);
         var request = done.ReadInputAs<CompositionRequest>()!;
         Assert.Equal(["lora_1", "lora_2"], request.Modules);
-        Assert.Equal(3, request.Budget);
-        Assert.Equal("random", request.Optimizer);
-        Assert.Equal(5, request.Seed);
+        Assert.Equal(3, request.Settings.Budget);
+        Assert.Equal("random", request.Settings.Optimizer);
+        Assert.Equal(5, request.Settings.Seed);
+        Assert.Equal(2, request.Settings.K);
         Assert.Equal("examples/dropped.jsonl", request.Source);
         Assert.Equal(FunctionsHub.Examples, request.Examples);
         var outcome = done.ReadOutputAs<CompositionOutcome>()!;
@@ -111,7 +112,7 @@ public sealed class ExamplesBlobTriggerTests(FunctionsHub hub)
         { "bad-sidecar", "{\"input\": \"a\", \"output\": \"b\"}\n", "{\"budget\": 3,\n\"seed\": }", "is not valid JSON", 2 },
         { "bad-setting", "{\"input\": \"a\", \"output\": \"b\"}\n", """{"budegt": 3}""", "unknown setting \"budegt\"", null },
         { "bad-k", "{\"input\": \"a\", \"output\": \"b\"}\n", """{"k": 7}""", "k = 7", null },
-        { "bad-optimizer", "{\"input\": \"a\", \"output\": \"b\"}\n", """{"optimizer": "adam"}""", "unknown optimizer \"adam\"", null },
+        { "bad-optimizer", "{\"input\": \"a\", \"output\": \"b\"}\n", """{"optimizer": "adam"}""", "unknown optimizer 'adam'", null },
     };
 
     [Theory]

@@ -83,6 +83,8 @@ public class FunctionsHub : IAsyncLifetime
     public void Register(DurableTaskRegistry registry)
     {
         registry.AddOrchestratorFunc<CompositionRequest, CompositionOutcome>(nameof(ComposeOrchestrator), ComposeOrchestrator.RunAsync);
+        registry.AddActivityFunc<ListPoolInput, ModulePool>(nameof(ListPool),
+            (ctx, input) => Recorder.Record(ctx, input, () => Services.GetRequiredService<ListPool>().RunAsync(input)));
         registry.AddActivityFunc<SelectModulesInput, SelectedModules>(nameof(SelectModules),
             (ctx, input) => Recorder.Record(ctx, input, () => Services.GetRequiredService<SelectModules>().RunAsync(input)));
         registry.AddActivityFunc<EvaluateCandidatesInput, CandidateScores>(nameof(EvaluateCandidates),
@@ -109,10 +111,7 @@ public class FunctionsHub : IAsyncLifetime
         Task = task,
         BaseModel = BaseModel,
         Modules = modules ?? (k is null ? Modules : null),
-        K = k,
-        Budget = budget,
-        Optimizer = optimizer,
-        Seed = seed,
+        Settings = new CompositionSettings { K = k, Budget = budget, Optimizer = optimizer, Seed = seed },
         ChunkSize = chunkSize,
         Examples = examples ?? Examples,
         Source = "test",

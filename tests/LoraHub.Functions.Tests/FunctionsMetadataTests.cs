@@ -43,7 +43,7 @@ public sealed class FunctionsMetadataTests
         Assert.Equal(declared, listed);
         Assert.Equal(
             ["ComposeOrchestrator", "EvaluateCandidates", "EvaluateCandidatesHttp", "ExamplesBlobTrigger", "GenerateWithAdapter", "GetAdapter",
-             "GetComposition", "Health", "ListModules", "MaterializeAdapter", "SelectModules", "StartComposition", "TerminateComposition"],
+             "GetComposition", "Health", "ListModules", "ListPool", "MaterializeAdapter", "SelectModules", "StartComposition", "TerminateComposition"],
             listed);
         Assert.True(File.Exists(Path.Combine(Output, "host.json")), "host.json is copied next to functions.metadata");
         Assert.True(File.Exists(Path.Combine(Output, "worker.config.json")));

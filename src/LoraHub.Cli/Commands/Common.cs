@@ -55,17 +55,15 @@ internal static class Common
     public static ComposedModel? Compose(IAdaptableModel model, string[] moduleDirs, double[]? weights, MergeMode mode = MergeMode.LoraHub)
     {
         if (moduleDirs.Length == 0) return null;
-        var modules = new List<LoraModule>();
+        var composed = ComposedModel.Load(model, moduleDirs, mode);
         try
         {
-            foreach (var dir in moduleDirs) modules.Add(LoraModule.Load(dir));
-            var composed = new ComposedModel(model, modules, mode);
             composed.SetWeights(weights!);
             return composed;
         }
         catch
         {
-            foreach (var m in modules) m.Dispose();
+            composed.Dispose();
             throw;
         }
     }

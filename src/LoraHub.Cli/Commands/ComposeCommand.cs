@@ -19,14 +19,15 @@ internal static class ComposeCommand
         var pool = new Option<string[]>("--modules") { Description = "module pool: folders of modules, or module folders (several allowed)", Required = true, AllowMultipleArgumentsPerToken = true };
         var examples = new Option<string>("--examples") { Description = "few-shot examples (JSON lines or BBH json)", Required = true };
         var output = new Option<string>("--out") { Description = "folder for the composed adapter", Required = true };
-        var budget = new Option<int>("--budget") { Description = "objective evaluations", DefaultValueFactory = _ => 40 };
-        var optimizer = new Option<string>("--optimizer") { Description = "search method", DefaultValueFactory = _ => Optimizers.Default }.AcceptOnlyFromAmong([.. Optimizers.Names]);
-        var select = new Option<int?>("--select") { Description = "K, modules to compose (default 20, or the whole pool when smaller)" };
-        var selection = new Option<string>("--selection") { Description = "random (the reference's way) or loss (K best single modules)", DefaultValueFactory = _ => "random" }.AcceptOnlyFromAmong([.. ModuleSelector.Methods]);
-        var seed = new Option<int>("--seed") { Description = "seed for module selection and the optimizer", DefaultValueFactory = _ => 0 };
-        var l1 = new Option<double>("--l1") { Description = "L1 coefficient of the objective", DefaultValueFactory = _ => 0.05 };
+        var defaults = new CompositionSettings();
+        var budget = new Option<int>("--budget") { Description = "objective evaluations", DefaultValueFactory = _ => defaults.Budget };
+        var optimizer = new Option<string>("--optimizer") { Description = "search method", DefaultValueFactory = _ => defaults.Optimizer }.AcceptOnlyFromAmong([.. Optimizers.Names]);
+        var select = new Option<int?>("--select") { Description = $"K, modules to compose (default {CompositionSettings.DefaultK}, or the whole pool in its order when smaller)" };
+        var selection = new Option<string>("--selection") { Description = "random (the reference's way) or loss (K best single modules)", DefaultValueFactory = _ => defaults.Selection }.AcceptOnlyFromAmong([.. ModuleSelector.Methods]);
+        var seed = new Option<int>("--seed") { Description = "seed for module selection and the optimizer", DefaultValueFactory = _ => defaults.Seed };
+        var l1 = new Option<double>("--l1") { Description = "L1 coefficient of the objective", DefaultValueFactory = _ => defaults.L1 };
         var population = new Option<int?>("--population") { Description = "CMA-ES lambda / random-search batch" };
-        var maxTokens = new Option<int>("--max-tokens") { Description = "truncate longer inputs/outputs (with a warning)", DefaultValueFactory = _ => ExampleTokenizer.DefaultMaxTokens };
+        var maxTokens = new Option<int>("--max-tokens") { Description = "truncate longer inputs/outputs (with a warning)", DefaultValueFactory = _ => defaults.MaxTokens };
         var merge = Common.Merge();
         var force = new Option<bool>("--force") { Description = "replace an existing composition in --out" };
         var format = Common.Format();
@@ -45,7 +46,7 @@ internal static class ComposeCommand
             {
                 Budget = parse.GetValue(budget),
                 Optimizer = parse.GetValue(optimizer)!,
-                Select = parse.GetValue(select) ?? Math.Min(20, modules.Count),
+                K = parse.GetValue(select),
                 Selection = parse.GetValue(selection)!,
                 Seed = parse.GetValue(seed),
                 L1 = parse.GetValue(l1),

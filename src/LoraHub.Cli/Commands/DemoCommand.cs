@@ -1,3 +1,4 @@
+using LoraHub.Core;
 using System.CommandLine;
 using System.Globalization;
 using System.Text.Json;
@@ -53,7 +54,7 @@ internal static class DemoCommand
             if (!ToyWorld.Families.Contains(familyName))
                 throw new UsageException($"--family: unknown '{familyName}' (known: {string.Join(", ", ToyWorld.Families)})");
             var dir = parse.GetValue(world) ?? DefaultWorldOf(familyName);
-            var log = new Progress.LineProgress(line => Console.Error.WriteLine($"lorahub: {line}"));
+            var log = new SyncProgress<string>(line => Console.Error.WriteLine($"lorahub: {line}"));
             var toy = ToyWorld.Build(dir, parse.GetValue(worldSeed), ToyWorldOptions.DefaultFor(familyName), log);
             Console.Error.WriteLine(toy.FromCache
                 ? $"lorahub: toy world from cache: {toy.Directory}"

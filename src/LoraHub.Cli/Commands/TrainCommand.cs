@@ -1,3 +1,4 @@
+using LoraHub.Core;
 using System.CommandLine;
 using System.Globalization;
 using LoraHub.Core.Composition;
@@ -97,7 +98,7 @@ internal static class TrainCommand
         if (Console.IsErrorRedirected)
         {
             var every = Math.Max(1, steps / 10);
-            return work(new SyncProgress(p =>
+            return work(new SyncProgress<TrainingProgress>(p =>
             {
                 if (p.Step % every == 0 || p.Step == p.Steps)
                     Console.Error.WriteLine(string.Create(CultureInfo.InvariantCulture, $"lorahub: step {p.Step}/{p.Steps} loss {p.Loss:F4}"));
@@ -110,18 +111,12 @@ internal static class TrainCommand
             .Start(ctx =>
             {
                 var task = ctx.AddTask(Markup.Escape(title), maxValue: steps);
-                result = work(new SyncProgress(p =>
+                result = work(new SyncProgress<TrainingProgress>(p =>
                 {
                     task.Value = p.Step;
                     task.Description = Markup.Escape(string.Create(CultureInfo.InvariantCulture, $"{title} (loss {p.Loss:F4})"));
                 }));
             });
         return result;
-    }
-
-    /// <summary>Reports on the training thread, in order (System.Progress posts to the thread pool).</summary>
-    private sealed class SyncProgress(Action<TrainingProgress> report) : IProgress<TrainingProgress>
-    {
-        public void Report(TrainingProgress value) => report(value);
     }
 }

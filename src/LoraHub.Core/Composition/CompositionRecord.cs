@@ -17,7 +17,12 @@ public sealed record CompositionResult(CompositionRecord Record, MergedAdapter A
 
 public sealed record ModuleWeight(string Name, string Path, double Weight);
 public sealed record BestValue(int Evaluation, double Loss, double L1, double Objective);
-public sealed record Timings(double SelectSeconds, double LoadSeconds, double SearchSeconds, double EvaluationsPerSecond);
+public sealed record Timings(double SelectSeconds, double LoadSeconds, double SearchSeconds, double EvaluationsPerSecond)
+{
+    /// <summary>Timings of a search of this many evaluations.</summary>
+    public static Timings Of(double selectSeconds, double loadSeconds, double searchSeconds, int evaluations) =>
+        new(selectSeconds, loadSeconds, searchSeconds, evaluations / Math.Max(searchSeconds, 1e-9));
+}
 
 /// <summary>lorahub.json: what was composed, how, and how the search went. Written last: it marks a complete output.</summary>
 public sealed record CompositionRecord
@@ -38,6 +43,8 @@ public sealed record CompositionRecord
     public int Examples { get; init; }
     public BestValue? Best { get; init; }
     public IReadOnlyList<Trial> History { get; init; } = [];
+    /// <summary>Sequential rounds of the search (optimizer batches): its wall time when each round is fanned out.</summary>
+    public int Rounds { get; init; }
     public IReadOnlyList<string> Warnings { get; init; } = [];
     public Timings? Timings { get; init; }
 
@@ -46,6 +53,33 @@ public sealed record CompositionRecord
         PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower,
         WriteIndented = true,
         NumberHandling = JsonNumberHandling.AllowNamedFloatingPointLiterals,
+    };
+
+    /// <summary>
+    /// The record of a finished search, as every host writes it. modules are (name, path) in composition order;
+    /// selection is the settings' method, or "given" when the user named the modules.
+    /// </summary>
+    public static CompositionRecord Create(CompositionSettings settings, string baseModel, IReadOnlyList<(string Name, string Path)> modules,
+        SearchResult search, int rank, int exampleCount, IReadOnlyList<string> warnings, Timings timings, bool modulesGiven = false) => new()
+    {
+        BaseModel = baseModel,
+        Merge = settings.Merge,
+        Modules = modules.Select((m, i) => new ModuleWeight(m.Name, m.Path, search.Weights[i])).ToList(),
+        Weights = search.Weights,
+        Rank = rank,
+        Seed = settings.Seed,
+        Selection = modulesGiven ? "given" : settings.Selection,
+        Optimizer = settings.Optimizer,
+        Budget = settings.Budget,
+        L1Coefficient = settings.L1,
+        Bounds = [settings.Lower, settings.Upper],
+        InitialStep = settings.InitialStep,
+        Examples = exampleCount,
+        Best = new BestValue(search.Best.Index, search.Best.Loss, search.Best.L1, search.Best.Objective),
+        History = search.History,
+        Rounds = search.Rounds,
+        Warnings = warnings,
+        Timings = timings,
     };
 
     public string ToJson() => JsonSerializer.Serialize(this, Json);

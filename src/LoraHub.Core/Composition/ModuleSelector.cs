@@ -25,10 +25,15 @@ public static class ModuleSelector
 {
     public static readonly IReadOnlyList<string> Methods = ["random", "loss"];
 
-    /// <summary>The reference's way: K distinct modules drawn at random with the seed (order kept as drawn).</summary>
+    /// <summary>
+    /// The reference's way: K distinct modules drawn at random with the seed (order kept as drawn). A pool of exactly
+    /// K is kept in the order given: the reference does not shuffle a given list, and COBYLA's first steps follow the
+    /// module order, so shuffling it would change the search.
+    /// </summary>
     public static IReadOnlyList<ModuleRef> Random(IReadOnlyList<ModuleRef> pool, int k, int seed)
     {
         CheckK(pool, k);
+        if (k == pool.Count) return pool.ToList();
         var rng = new Random(seed);
         var indices = Enumerable.Range(0, pool.Count).ToArray();
         // Partial Fisher-Yates: the first k slots are a uniform sample without replacement.
@@ -41,20 +46,18 @@ public static class ModuleSelector
     }
 
     /// <summary>
-    /// The K modules whose single-module loss (weight 1) on the examples is lowest: one evaluation per pool
-    /// module, outside the search budget; modules are loaded one at a time and released.
+    /// The K modules whose single-module loss (weight 1) on the examples is lowest, lowest first; ties go to the
+    /// name that sorts first (ordinal) and a NaN loss ranks after every number. losses[i] belongs to pool[i].
     /// </summary>
-    public static IReadOnlyList<(ModuleRef Module, double Loss)> ByLoss(IReadOnlyList<ModuleRef> pool, int k, Func<ModuleRef, double> singleLoss,
-        IProgress<int>? progress = null)
+    public static IReadOnlyList<(ModuleRef Module, double Loss)> ByLoss(IReadOnlyList<ModuleRef> pool, int k, IReadOnlyList<double> losses)
     {
         CheckK(pool, k);
-        var scored = new List<(ModuleRef, double)>();
-        foreach (var m in pool)
-        {
-            scored.Add((m, singleLoss(m)));
-            progress?.Report(scored.Count);
-        }
-        return scored.OrderBy(s => double.IsNaN(s.Item2) ? double.PositiveInfinity : s.Item2).ThenBy(s => s.Item1.Name, StringComparer.Ordinal).Take(k).ToList();
+        if (losses.Count != pool.Count) throw new ArgumentException($"{losses.Count} losses for a pool of {pool.Count}", nameof(losses));
+        return pool.Select((m, i) => (Module: m, Loss: losses[i]))
+            .OrderBy(s => double.IsNaN(s.Loss) ? double.PositiveInfinity : s.Loss)
+            .ThenBy(s => double.IsNaN(s.Loss) ? 1 : 0)
+            .ThenBy(s => s.Module.Name, StringComparer.Ordinal)
+            .Take(k).ToList();
     }
 
     private static void CheckK(IReadOnlyList<ModuleRef> pool, int k)

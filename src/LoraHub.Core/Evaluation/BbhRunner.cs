@@ -1,3 +1,4 @@
+using LoraHub.Core;
 using System.Diagnostics;
 using LoraHub.Core.Composition;
 using LoraHub.Core.Lora;
@@ -153,7 +154,7 @@ public sealed class BbhRunner(BbhSettings settings, IReadOnlyList<ModuleRef> poo
         {
             Budget = Settings.Budget,
             Optimizer = Settings.Optimizer,
-            Select = Settings.Select,
+            K = Settings.Select,
             Selection = "random",
             Seed = seed,
         };
@@ -161,7 +162,7 @@ public sealed class BbhRunner(BbhSettings settings, IReadOnlyList<ModuleRef> poo
         at.Report("compose", 0, Settings.Budget, seed);
         CompositionRecord record;
         using (var result = new Composer(model, tokenizer).Compose(pool, shots, composition, Protocol.BaseModel,
-                   new Relay(p => at.Report("compose", p.Done, p.Total, seed, detail: p.BestObjective is { } b ? $"best objective {b:F4}" : null))))
+                   new SyncProgress<CompositionProgress>(p => at.Report("compose", p.Done, p.Total, seed, detail: p.BestObjective is { } b ? $"best objective {b:F4}" : null))))
         {
             record = result.Record; // the merged adapter itself is not needed: the modules are attached with the best weights below
         }
@@ -170,18 +171,11 @@ public sealed class BbhRunner(BbhSettings settings, IReadOnlyList<ModuleRef> poo
             detail: $"{record.History.Count} evaluations, best objective {record.Best?.Objective:F4}, modules {string.Join(", ", record.Modules.Select(m => m.Name))}");
 
         // Attach the composition in memory: the selected modules with the winning weights (the same delta W as the merged adapter).
-        var modules = new List<LoraModule>();
         BbhScore score;
-        try
+        using (var composed = ComposedModel.Load(model, record.Modules.Select(m => m.Path).ToList(), MergeMode.LoraHub, record.Modules.Select(m => m.Name).ToList()))
         {
-            foreach (var m in record.Modules) modules.Add(LoraModule.Load(m.Path, m.Name));
-            using var composed = new ComposedModel(model, modules);
             composed.SetWeights(record.Weights);
             score = Score(model, tokenizer, split, scored, "lorahub", seed, at);
-        }
-        finally
-        {
-            foreach (var m in modules) m.Dispose();
         }
         return new BbhSeedResult
         {
@@ -203,7 +197,7 @@ public sealed class BbhRunner(BbhSettings settings, IReadOnlyList<ModuleRef> poo
         at.Report(stage, 0, examples.Count, seed);
         // No truncation: the longest ICL prompts (causal_judgement) pass 2048 tokens, and cutting them would drop the question.
         var predictions = Predictor.Predict(model, tokenizer, examples, Settings.MaxNewTokens, Settings.BatchSize, maxInputTokens: int.MaxValue,
-            progress: new Relay<int>(n => { if (n < examples.Count) at.Report(stage, n, examples.Count, seed); }));
+            progress: new SyncProgress<int>(n => { if (n < examples.Count) at.Report(stage, n, examples.Count, seed); }));
         var items = predictions.Select((p, i) => new BbhPrediction(split.FirstScored + i, p.Truth, p.Output, p.Correct)).ToList();
         var correct = items.Count(p => p.Correct);
         var score = new BbhScore
@@ -222,16 +216,5 @@ public sealed class BbhRunner(BbhSettings settings, IReadOnlyList<ModuleRef> poo
     {
         public void Report(string stage, int done, int total, int? seed = null, double? result = null, string? detail = null) =>
             Progress?.Report(new BbhProgress(Task, Number, Count, stage, done, total, seed, result, detail));
-    }
-
-    /// <summary>Reports on the calling thread, in order (System.Progress posts to the thread pool).</summary>
-    private sealed class Relay<T>(Action<T> report) : IProgress<T>
-    {
-        public void Report(T value) => report(value);
-    }
-
-    private sealed class Relay(Action<CompositionProgress> report) : IProgress<CompositionProgress>
-    {
-        public void Report(CompositionProgress value) => report(value);
     }
 }

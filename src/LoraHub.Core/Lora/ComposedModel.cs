@@ -37,6 +37,7 @@ public sealed class ComposedModel : IDisposable
     private readonly List<Target> targets = [];
     private readonly double[] scales;
     private readonly long[] ranks;
+    private readonly bool ownsModules;
 
     /// <summary>
     /// Per layer: all modules' A rows [Σ r_i, in] and scaled B columns [out, Σ r_i], module i owning the rows
@@ -68,12 +69,41 @@ public sealed class ComposedModel : IDisposable
     /// Validates every module against the model (and, for the lorahub merge, that all share one rank: it adds
     /// A matrices) and wraps the targeted layers.
     /// </summary>
+    /// <remarks>The caller keeps ownership of modules passed in; <see cref="Load"/> gives a composition that owns them.</remarks>
     public ComposedModel(IAdaptableModel model, IReadOnlyList<LoraModule> modules, MergeMode mode = MergeMode.LoraHub)
+        : this(model, modules, mode, ownsModules: false)
+    {
+    }
+
+    /// <summary>
+    /// Loads the modules from their folders and attaches them to the model; disposing the composition releases the
+    /// modules too. Names default to the folder names. A module that fails to load or to fit releases the others.
+    /// </summary>
+    public static ComposedModel Load(IAdaptableModel model, IReadOnlyList<string> moduleDirs, MergeMode mode = MergeMode.LoraHub,
+        IReadOnlyList<string>? names = null)
+    {
+        if (names is not null && names.Count != moduleDirs.Count)
+            throw new ArgumentException($"{names.Count} names for {moduleDirs.Count} module folders", nameof(names));
+        var modules = new List<LoraModule>();
+        try
+        {
+            for (var i = 0; i < moduleDirs.Count; i++) modules.Add(LoraModule.Load(moduleDirs[i], names?[i]));
+            return new ComposedModel(model, modules, mode, ownsModules: true);
+        }
+        catch
+        {
+            foreach (var m in modules) m.Dispose();
+            throw;
+        }
+    }
+
+    private ComposedModel(IAdaptableModel model, IReadOnlyList<LoraModule> modules, MergeMode mode, bool ownsModules)
     {
         if (modules.Count == 0) throw new ArgumentException("a composition needs at least one LoRA module");
         Model = model;
         Modules = modules;
         Mode = mode;
+        this.ownsModules = ownsModules;
         foreach (var m in modules) m.ValidateAgainst(model.Module);
         if (mode == MergeMode.LoraHub && modules.Select(m => m.Rank).Distinct().Count() > 1)
             throw new LoraFormatException("modules of different ranks cannot be merged the LoraHub way (A and B are summed): "
@@ -235,5 +265,7 @@ public sealed class ComposedModel : IDisposable
         Clear();
         foreach (var t in targets) t.Dispose();
         targets.Clear();
+        if (ownsModules)
+            foreach (var m in Modules) m.Dispose();
     }
 }

@@ -67,7 +67,7 @@ public static class ToyDemo
                     var fewShot = world.Formatted(ToyTasks.Sample(toyTask, 5, seed, "demo-few-shot"));
                     using var result = new Composer(model, tokenizer).Compose(pool, fewShot, new CompositionSettings
                     {
-                        Budget = settings.Budget, Optimizer = optimizer, Select = k, Seed = seed, Merge = merge,
+                        Budget = settings.Budget, Optimizer = optimizer, K = k, Seed = seed, Merge = merge,
                     }, "toy-base");
                     objectives.Add(result.Record.Best!.Objective);
                     scores.Add(ScoreComposition(model, world, result.Record, test));

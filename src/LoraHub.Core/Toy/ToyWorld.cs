@@ -1,3 +1,4 @@
+using LoraHub.Core;
 using System.Diagnostics;
 using System.Globalization;
 using System.Text;
@@ -688,9 +689,4 @@ public sealed class ToyWorld
     }
 
     private static string Invariant(FormattableString s) => s.ToString(CultureInfo.InvariantCulture);
-
-    private sealed class SyncProgress<T>(Action<T> report) : IProgress<T>
-    {
-        public void Report(T value) => report(value);
-    }
 }

@@ -23,40 +23,24 @@ public sealed class MaterializeAdapter(EngineCache engine, IHubStore store, IFau
     {
         faults.BeforeActivity(nameof(MaterializeAdapter));
         var request = input.Request;
-        var history = input.History.Select(h => new Trial(h.Index, h.Weights, h.Loss ?? double.NaN, h.L1,
-            h.Loss is null ? double.PositiveInfinity : h.Objective)).ToList();
+        var settings = request.Settings;
+        var history = input.History.Select(h => h.ToTrial()).ToList();
         var best = history.First(h => h.Weights.AsSpan().SequenceEqual(input.Weights));
         var folder = Directory.CreateTempSubdirectory("lorahub-adapter-").FullName;
         try
         {
             int rank;
             using (var lease = await engine.AcquireAsync(request.BaseModel, input.Versions?.BaseModel, HubArea.Modules, input.Modules,
-                input.Versions?.Modules, ct, MergeModes.Parse(request.Merge)))
+                input.Versions?.Modules, ct, MergeModes.Parse(settings.Merge)))
             {
                 rank = lease.Composed.Rank;
                 using var adapter = lease.Composed.Merge(input.Weights);
                 adapter.Save(folder, request.BaseModel);
             }
-            var record = new CompositionRecord
-            {
-                BaseModel = request.BaseModel,
-                Merge = request.Merge,
-                Modules = input.Modules.Select((m, i) => new ModuleWeight(m, $"modules/{m}", input.Weights[i])).ToList(),
-                Weights = input.Weights,
-                Rank = rank,
-                Seed = request.Seed,
-                Selection = request.Modules is { Count: > 0 } ? "given" : "random",
-                Optimizer = request.Optimizer,
-                Budget = request.Budget,
-                L1Coefficient = request.L1,
-                Bounds = [request.Lower, request.Upper],
-                InitialStep = request.InitialStep,
-                Examples = input.ExampleCount,
-                Best = new BestValue(best.Index, best.Loss, best.L1, best.Objective),
-                History = history,
-                Warnings = input.Warnings,
-                Timings = new Timings(input.SelectSeconds, 0, input.SearchSeconds, history.Count / Math.Max(input.SearchSeconds, 1e-9)),
-            };
+            var search = new SearchResult(history, input.Weights, best, input.Rounds);
+            var record = CompositionRecord.Create(settings, request.BaseModel, input.Modules.Select(m => (m, $"modules/{m}")).ToList(), search, rank,
+                input.ExampleCount, input.Warnings, Timings.Of(input.SelectSeconds, input.LoadSeconds, input.SearchSeconds, history.Count),
+                modulesGiven: request.Modules is not null);
             var png = Report.RenderPng(history.Select(h => h.Objective).ToList(), input.Modules, input.Weights, request.Task);
             await File.WriteAllBytesAsync(Path.Combine(folder, CompositionOutput.ReportFile), png, ct);
             await File.WriteAllTextAsync(Path.Combine(folder, CompositionOutput.RecordFile), record.ToJson(), ct);

@@ -25,16 +25,10 @@ public sealed class LocalCandidateEvaluator(EngineCache engine, IOptions<LoraHub
         var examples = ExampleTokenizer.Tokenize(lease.Model.Format, lease.Tokenizer, input.Examples, out _, input.MaxTokens);
         var objective = new FewShotObjective(lease.Composed, examples, input.L1);
         var values = options.Value.BatchCandidates && input.Candidates.Count > 1
-            ? objective.EvaluateMany(input.Candidates.Select(c => (IReadOnlyList<double>)c).ToList())
+            ? objective.EvaluateMany(input.Candidates)
             : input.Candidates.Select(c => objective.Evaluate(c)).ToList();
-        return new CandidateScores(values.Select(Score).ToList());
+        return new CandidateScores(values.Select(CandidateScore.Of).ToList());
     }
-
-    /// <summary>A diverged loss is sent as null with the worst objective (JSON has no NaN or infinity).</summary>
-    internal static CandidateScore Score(ObjectiveValue v) =>
-        double.IsFinite(v.Value) && double.IsFinite(v.Loss)
-            ? new CandidateScore(v.Loss, v.L1, v.Value)
-            : new CandidateScore(null, v.L1, Optimizers.WorstValue);
 }
 
 /// <summary>

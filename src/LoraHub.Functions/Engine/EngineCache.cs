@@ -33,13 +33,10 @@ public sealed class EngineCache(IHubStore store, IOptions<LoraHubOptions> option
     private readonly Dictionary<string, Lazy<(ITextTokenizer, FewShotFormat)>> tokenizers = [];
 
     /// <summary>
-    /// The base model's tokenizer alone (no weights loaded), cached by model version. Encoding is guarded by a lock
-    /// on the returned tokenizer: callers lock it while they tokenize. The format comes from config.json alone.
+    /// The tokenizer of a base model already fetched from the hub, without its weights, cached by model version.
+    /// Encoding is guarded by a lock on the returned tokenizer: callers lock it while they tokenize. The format comes
+    /// from config.json alone.
     /// </summary>
-    public async Task<(ITextTokenizer Tokenizer, FewShotFormat Format)> TokenizerAsync(string baseModel, CancellationToken ct = default) =>
-        Tokenizer(await store.MaterializeAsync(HubArea.Models, baseModel, ct));
-
-    /// <summary>The tokenizer of a base model already fetched from the hub (see <see cref="TokenizerAsync"/>).</summary>
     public (ITextTokenizer Tokenizer, FewShotFormat Format) Tokenizer(MaterializedItem item)
     {
         Lazy<(ITextTokenizer, FewShotFormat)> lazy;
@@ -254,16 +251,10 @@ internal sealed class ModelEntry(string key, MaterializedItem item) : IDisposabl
     }
 }
 
-internal sealed class CompositionEntry(string key, ComposedModel composed, IReadOnlyList<LoraModule> modules) : IDisposable
+/// <summary>A loaded composition of this model, by its key (merge, modules and their versions).</summary>
+internal sealed record CompositionEntry(string Key, ComposedModel Composed) : IDisposable
 {
-    public string Key { get; } = key;
-    public ComposedModel Composed { get; } = composed;
-
-    public void Dispose()
-    {
-        Composed.Dispose();
-        foreach (var m in modules) m.Dispose();
-    }
+    public void Dispose() => Composed.Dispose();
 }
 
 /// <summary>Exclusive use of a loaded base model; disposing it detaches any adapter and releases the model.</summary>
@@ -298,17 +289,7 @@ public sealed class ModelLease : IDisposable
         }
         else
         {
-            var modules = new List<LoraModule>();
-            try
-            {
-                foreach (var item in items) modules.Add(LoraModule.Load(item.LocalPath, item.Name));
-                composition = new CompositionEntry(key, new ComposedModel(Model, modules, merge), modules);
-            }
-            catch
-            {
-                foreach (var m in modules) m.Dispose();
-                throw;
-            }
+            composition = new CompositionEntry(key, ComposedModel.Load(Model, items.Select(i => i.LocalPath).ToList(), merge, items.Select(i => i.Name).ToList()));
             while (entry.Compositions.Count >= maxCompositions)
             {
                 entry.Compositions[0].Dispose();

@@ -1,3 +1,5 @@
+using LoraHub.Core;
+using LoraHub.Core.Composition;
 using LoraHub.Core.Optimization;
 using LoraHub.Functions.Activities;
 using LoraHub.Functions.Contracts;
@@ -7,10 +9,10 @@ using Microsoft.DurableTask;
 namespace LoraHub.Functions.Orchestration;
 
 /// <summary>
-/// LoraHub as a Durable orchestration: select the modules, then ask the optimizer for candidates, score them with
-/// EvaluateCandidates activities in parallel, tell the optimizer, repeat until the budget is spent; finally merge
-/// the best weights into adapters/{task}/. The optimizer is pure and seeded and runs inline, so a replay asks
-/// exactly the same points; this code does no I/O and reads no clock but the orchestration's own.
+/// LoraHub as a Durable orchestration: Core's <see cref="CompositionDriver"/> (the same code `lorahub compose` runs)
+/// with every evaluation fanned out to EvaluateCandidates activities; then the best weights are merged into
+/// adapters/{task}/. The driver is pure and seeded and awaits only the activities, so a replay asks exactly the same
+/// points; this code does no I/O and reads no clock but the orchestration's own.
 /// </summary>
 public static class ComposeOrchestrator
 {
@@ -31,51 +33,56 @@ public static class ComposeOrchestrator
 
     public static async Task<CompositionOutcome> RunAsync(TaskOrchestrationContext context, CompositionRequest request)
     {
+        // A named list is composed whole, in its order.
+        var settings = request.Modules is { } named ? request.Settings with { K = named.Count } : request.Settings;
         var started = context.CurrentUtcDateTime;
-        context.SetCustomStatus(new CompositionStatus("select", 0, request.Budget, null));
+        var status = new SyncProgress<CompositionProgress>(p =>
+            context.SetCustomStatus(new CompositionStatus(p.Phase, p.Done, p.Total, p.BestObjective)));
+        status.Report(new CompositionProgress("select", 0, settings.Budget, null));
 
-        // 1. Select the modules.
+        // 1. Select the modules (Core), probing each pool module alone in parallel for loss selection.
+        var pool = await context.CallActivityAsync<ModulePool>(nameof(ListPool), new ListPoolInput(request.Modules), Retry);
+        var chosen = await CompositionDriver.SelectAsync(pool.Names.Select(n => new ModuleRef(n, n)).ToList(), settings,
+            modules => ProbeAlone(context, request, modules), status);
         var selected = await context.CallActivityAsync<SelectedModules>(nameof(SelectModules),
-            new SelectModulesInput(request.BaseModel, request.Modules, request.K, request.Seed, request.Examples, request.MaxTokens), Retry);
+            new SelectModulesInput(request.BaseModel, chosen.Select(m => m.Name).ToList(), request.Examples, settings.MaxTokens, settings.Merge), Retry);
         var searchStarted = context.CurrentUtcDateTime;
 
-        // 2. Search the weights: ask, fan out, tell.
-        var optimizer = Optimizers.Create(new OptimizerSettings(request.Optimizer, selected.Names.Count, request.Budget,
-            request.Lower, request.Upper, request.InitialStep, request.Seed, request.Population));
-        var history = new List<Evaluation>();
-        double? best = null;
-        context.SetCustomStatus(new CompositionStatus("search", 0, request.Budget, null));
-        while (!optimizer.IsDone)
-        {
-            var batch = optimizer.Ask();
-            if (batch.Count == 0) break;
-            var chunks = batch.Chunk(Math.Max(1, request.ChunkSize)).Select(chunk =>
-                context.CallActivityAsync<CandidateScores>(nameof(EvaluateCandidates),
-                    new EvaluateCandidatesInput(request.BaseModel, selected.Names, request.Examples, chunk, request.L1, request.MaxTokens, request.Merge, selected.Versions), Retry));
-            var scores = (await Task.WhenAll(chunks)).SelectMany(c => c.Scores).ToList();
-            if (scores.Count != batch.Count)
-                throw new InvalidOperationException($"EvaluateCandidates returned {scores.Count} scores for {batch.Count} candidates");
-            optimizer.Tell(scores.Select(s => s.Objective).ToList());
-            for (var i = 0; i < batch.Count; i++)
-            {
-                history.Add(new Evaluation(history.Count + 1, batch[i], scores[i].Loss, scores[i].L1, scores[i].Objective));
-                if (scores[i].Loss is not null) best = Math.Min(best ?? double.MaxValue, scores[i].Objective);
-            }
-            context.SetCustomStatus(new CompositionStatus("search", history.Count, request.Budget, best));
-        }
-        var winner = optimizer.Best ?? throw new InvalidOperationException("the optimizer evaluated nothing");
-        if (best is null)
-            throw new InvalidOperationException($"every one of the {history.Count} evaluations gave a non-finite loss");
+        // 2. Search the weights (Core): each optimizer batch fans out in chunks.
+        var search = await CompositionDriver.SearchAsync(settings, selected.Names.Count,
+            batch => Evaluate(context, request, selected, batch), status);
         var searchSeconds = (context.CurrentUtcDateTime - searchStarted).TotalSeconds;
 
         // 3. Merge the best weights and publish the adapter.
-        context.SetCustomStatus(new CompositionStatus("materialize", history.Count, request.Budget, best));
+        var best = search.Best.Objective;
+        status.Report(new CompositionProgress("materialize", search.History.Count, settings.Budget, best));
+        var history = search.History.Select(Evaluation.Of).ToList();
         var adapter = await context.CallActivityAsync<MaterializedAdapter>(nameof(MaterializeAdapter),
-            new MaterializeAdapterInput(request with { Examples = [] }, selected.Names, winner.Point, history, selected.Warnings, request.Examples.Count,
-                (searchStarted - started).TotalSeconds, searchSeconds, selected.Versions), Retry);
-        var bestEvaluation = history.First(h => h.Weights.AsSpan().SequenceEqual(winner.Point));
-        context.SetCustomStatus(new CompositionStatus("done", history.Count, request.Budget, best));
-        return new CompositionOutcome(request.Task, request.BaseModel, selected.Names, winner.Point, winner.Value,
-            bestEvaluation.Loss, history.Count, adapter.Path);
+            new MaterializeAdapterInput(request with { Examples = [] }, selected.Names, search.Weights, history, selected.Warnings, request.Examples.Count,
+                (searchStarted - started).TotalSeconds - selected.LoadSeconds, searchSeconds, selected.Versions, search.Rounds, selected.LoadSeconds), Retry);
+        status.Report(new CompositionProgress("done", search.History.Count, settings.Budget, best));
+        return new CompositionOutcome(request.Task, request.BaseModel, selected.Names, search.Weights, best,
+            double.IsFinite(search.Best.Loss) ? search.Best.Loss : null, search.History.Count, adapter.Path);
+    }
+
+    /// <summary>Scores one optimizer batch: chunks of candidates in parallel activities, values back in order.</summary>
+    private static async Task<IReadOnlyList<ObjectiveValue>> Evaluate(TaskOrchestrationContext context, CompositionRequest request,
+        SelectedModules selected, IReadOnlyList<double[]> batch)
+    {
+        var settings = request.Settings;
+        var chunks = batch.Chunk(Math.Max(1, request.ChunkSize)).Select(chunk =>
+            context.CallActivityAsync<CandidateScores>(nameof(EvaluateCandidates),
+                new EvaluateCandidatesInput(request.BaseModel, selected.Names, request.Examples, chunk, settings.L1, settings.MaxTokens, settings.Merge,
+                    selected.Versions), Retry));
+        return (await Task.WhenAll(chunks)).SelectMany(c => c.Scores).Select(s => s.ToObjectiveValue()).ToList();
+    }
+
+    /// <summary>Each module alone at weight 1 without the L1 term (what Core's loss selection ranks), all in parallel.</summary>
+    private static async Task<IReadOnlyList<double>> ProbeAlone(TaskOrchestrationContext context, CompositionRequest request, IReadOnlyList<ModuleRef> modules)
+    {
+        var settings = request.Settings;
+        var probes = modules.Select(m => context.CallActivityAsync<CandidateScores>(nameof(EvaluateCandidates),
+            new EvaluateCandidatesInput(request.BaseModel, [m.Name], request.Examples, [[1.0]], 0, settings.MaxTokens, "lorahub"), Retry));
+        return (await Task.WhenAll(probes)).Select(c => c.Scores.Single().Loss ?? double.NaN).ToList();
     }
 }

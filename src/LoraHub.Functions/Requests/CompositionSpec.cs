@@ -16,7 +16,7 @@ public static class CompositionSpec
 {
     /// <summary>The settings keys: base, modules (list) or k, budget, optimizer, seed, l1 and the finer ones.</summary>
     public static readonly IReadOnlyList<string> SettingKeys =
-        ["base", "modules", "k", "budget", "optimizer", "merge", "seed", "l1", "population", "chunk_size", "max_tokens", "lower", "upper", "initial_step"];
+        ["base", "modules", "k", "selection", "budget", "optimizer", "merge", "seed", "l1", "population", "chunk_size", "max_tokens", "lower", "upper", "initial_step"];
 
     /// <summary>Reads a sidecar file's JSON text: a JSON object of settings.</summary>
     public static JsonObject ParseSettingsFile(string text, string file)
@@ -48,7 +48,6 @@ public static class CompositionSpec
         }
         if (settings["modules"] is not null && settings["k"] is not null)
             throw new RequestException($"{where}: give either \"modules\" (a list of names) or \"k\" (how many to pick at random), not both", where);
-        var defaults = new CompositionRequest { Task = task, BaseModel = "", Examples = examples };
         var modules = StringList(settings, "modules", where);
         if (modules is { Count: 0 }) throw new RequestException($"{where}: \"modules\" is empty", where);
         if (modules is not null)
@@ -57,33 +56,50 @@ public static class CompositionSpec
             var duplicate = modules.GroupBy(m => m).FirstOrDefault(g => g.Count() > 1);
             if (duplicate is not null) throw new RequestException($"{where}: module \"{duplicate.Key}\" is listed twice", where);
         }
-        var request = defaults with
+        // Types here; ranges and names once, in Core (the CLI checks the same settings the same way).
+        var defaults = new CompositionSettings();
+        var composition = new CompositionSettings
         {
-            BaseModel = Str(settings, "base", where) is { } b ? Name(b, "base model name", where) : "",
-            Modules = modules,
-            K = Int(settings, "k", where, 1, 1000),
-            Budget = Int(settings, "budget", where, 1, limits.MaxBudget) ?? defaults.Budget,
+            // A named list is composed whole, in its order.
+            K = modules?.Count ?? Int(settings, "k", where),
+            Selection = Str(settings, "selection", where) ?? defaults.Selection,
+            Budget = Int(settings, "budget", where) ?? defaults.Budget,
             Optimizer = Str(settings, "optimizer", where) ?? defaults.Optimizer,
             Merge = Str(settings, "merge", where) ?? defaults.Merge,
-            Seed = Int(settings, "seed", where, int.MinValue, int.MaxValue) ?? defaults.Seed,
-            L1 = Num(settings, "l1", where, 0, 1000) ?? defaults.L1,
-            Population = Int(settings, "population", where, 1, 10_000),
-            ChunkSize = Int(settings, "chunk_size", where, 1, 1024) ?? defaults.ChunkSize,
-            MaxTokens = Int(settings, "max_tokens", where, 2, 100_000) ?? defaults.MaxTokens,
-            Lower = Num(settings, "lower", where, -100, 100) ?? defaults.Lower,
-            Upper = Num(settings, "upper", where, -100, 100) ?? defaults.Upper,
-            InitialStep = Num(settings, "initial_step", where, 1e-9, 100) ?? defaults.InitialStep,
-            Source = source,
+            Seed = Int(settings, "seed", where) ?? defaults.Seed,
+            L1 = Num(settings, "l1", where) ?? defaults.L1,
+            Population = Int(settings, "population", where),
+            MaxTokens = Int(settings, "max_tokens", where) ?? defaults.MaxTokens,
+            Lower = Num(settings, "lower", where) ?? defaults.Lower,
+            Upper = Num(settings, "upper", where) ?? defaults.Upper,
+            InitialStep = Num(settings, "initial_step", where) ?? defaults.InitialStep,
         };
-        if (!LoraHub.Core.Lora.MergeModes.Names.Contains(request.Merge))
-            throw new RequestException($"{where}: unknown merge \"{request.Merge}\" (known: {string.Join(", ", LoraHub.Core.Lora.MergeModes.Names)})", where);
-        if (!Optimizers.Names.Contains(request.Optimizer))
-            throw new RequestException($"{where}: unknown optimizer \"{request.Optimizer}\" (known: {string.Join(", ", Optimizers.Names)})", where);
-        if (!(request.Lower < request.Upper))
-            throw new RequestException($"{where}: weight bounds [{request.Lower}, {request.Upper}] are empty", where);
+        try
+        {
+            composition.Validate();
+        }
+        catch (CompositionException e)
+        {
+            throw new RequestException($"{where}: {e.Message}", where);
+        }
+        if (modules is not null && composition.Selection != "random")
+            throw new RequestException($"{where}: \"selection\" picks modules from the pool; it cannot be combined with a \"modules\" list", where);
+        if (composition.Budget > limits.MaxBudget)
+            throw new RequestException($"{where}: budget = {composition.Budget} is outside [1, {limits.MaxBudget}] (this app's LoraHub:MaxBudget)", where);
+        var chunkSize = Int(settings, "chunk_size", where) ?? 4;
+        if (chunkSize is < 1 or > 1024) throw new RequestException($"{where}: chunk_size = {chunkSize} is outside [1, 1024]", where);
         if (examples.Count > limits.MaxExamples)
             throw new RequestException($"{where}: {examples.Count} examples (at most {limits.MaxExamples})", where);
-        return request;
+        return new CompositionRequest
+        {
+            Task = task,
+            BaseModel = Str(settings, "base", where) is { } b ? Name(b, "base model name", where) : "",
+            Modules = modules,
+            Settings = composition,
+            ChunkSize = chunkSize,
+            Examples = examples,
+            Source = source,
+        };
     }
 
     /// <summary>
@@ -116,7 +132,7 @@ public static class CompositionSpec
         else
         {
             if (pool.Count == 0) throw new RequestException($"{where}: the hub has no modules (modules/ is empty)", where);
-            if (request.K > pool.Count) throw new RequestException($"{where}: cannot pick k = {request.K} modules from a pool of {pool.Count}", where);
+            if (request.Settings.K > pool.Count) throw new RequestException($"{where}: cannot pick k = {request.Settings.K} modules from a pool of {pool.Count}", where);
         }
         return request;
     }
@@ -151,21 +167,20 @@ public static class CompositionSpec
         _ => throw new RequestException($"{where}: \"{key}\" must be a list of strings", where),
     };
 
-    private static int? Int(JsonObject o, string key, string where, int min, int max)
+    private static int? Int(JsonObject o, string key, string where)
     {
         if (o[key] is null) return null;
         if (o[key] is not JsonValue v || !v.TryGetValue(out double d) || d != Math.Floor(d))
             throw new RequestException($"{where}: \"{key}\" must be a whole number", where);
-        if (d < min || d > max) throw new RequestException($"{where}: \"{key}\" = {d} is outside [{min}, {max}]", where);
+        if (d < int.MinValue || d > int.MaxValue) throw new RequestException($"{where}: \"{key}\" = {d} is outside [{int.MinValue}, {int.MaxValue}]", where);
         return (int)d;
     }
 
-    private static double? Num(JsonObject o, string key, string where, double min, double max)
+    private static double? Num(JsonObject o, string key, string where)
     {
         if (o[key] is null) return null;
         if (o[key] is not JsonValue v || !v.TryGetValue(out double d) || !double.IsFinite(d))
             throw new RequestException($"{where}: \"{key}\" must be a number", where);
-        if (d < min || d > max) throw new RequestException($"{where}: \"{key}\" = {d} is outside [{min}, {max}]", where);
         return d;
     }
 }

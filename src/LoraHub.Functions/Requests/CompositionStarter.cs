@@ -41,7 +41,7 @@ public sealed class CompositionStarter(ILogger<CompositionStarter> log)
             log.LogInformation("composition {Id} was started concurrently ({Status})", instanceId, now.RuntimeStatus);
             return new StartOutcome(instanceId, false, now.RuntimeStatus);
         }
-        log.LogInformation("started composition {Id} of task {Task} ({Budget} evaluations, base {Base})", instanceId, request.Task, request.Budget, request.BaseModel);
+        log.LogInformation("started composition {Id} of task {Task} ({Budget} evaluations, base {Base})", instanceId, request.Task, request.Settings.Budget, request.BaseModel);
         return new StartOutcome(instanceId, true, null);
     }
 }

@@ -23,7 +23,7 @@ public sealed class ComposerTests(TinyT5Fixture fx)
     public void The_written_adapter_scores_the_loss_recorded_in_lorahub_json()
     {
         using var dir = new Fixtures.TempDir();
-        using (var result = Compose(new CompositionSettings { Budget = 12, Select = 3 }))
+        using (var result = Compose(new CompositionSettings { Budget = 12, K = 3 }))
             CompositionOutput.Write(dir["out"], result, force: false, reportPng: [1, 2, 3]);
         var record = CompositionRecord.Load(Path.Combine(dir["out"], "lorahub.json"));
         Assert.Equal(12, record.History.Count);
@@ -47,7 +47,7 @@ public sealed class ComposerTests(TinyT5Fixture fx)
     [InlineData("random")]
     public void The_same_seed_gives_the_same_composition(string optimizer)
     {
-        var settings = new CompositionSettings { Budget = 10, Select = 2, Optimizer = optimizer, Seed = 3 };
+        var settings = new CompositionSettings { Budget = 10, K = 2, Optimizer = optimizer, Seed = 3 };
         using var a = Compose(settings);
         using var b = Compose(settings);
         Assert.Equal(a.Record.Modules.Select(m => m.Name), b.Record.Modules.Select(m => m.Name));
@@ -76,7 +76,7 @@ public sealed class ComposerTests(TinyT5Fixture fx)
     [Fact]
     public void Selection_by_loss_keeps_the_modules_with_the_lowest_single_loss()
     {
-        using var result = Compose(new CompositionSettings { Budget = 3, Select = 2, Selection = "loss" });
+        using var result = Compose(new CompositionSettings { Budget = 3, K = 2, Selection = "loss" });
         var tokenized = ExampleTokenizer.Tokenize(FewShotFormat.EncoderDecoder, Tokenizer, Examples, out _);
         var single = new Dictionary<string, double>();
         foreach (var i in Enumerable.Range(0, 3))
@@ -91,15 +91,15 @@ public sealed class ComposerTests(TinyT5Fixture fx)
     [Fact]
     public void Bad_settings_are_refused_before_any_work()
     {
-        Assert.Contains("cannot select 4 modules from a pool of 3", Assert.Throws<CompositionException>(() => Compose(new CompositionSettings { Select = 4 })).Message);
-        Assert.Contains("budget must be at least 1", Assert.Throws<CompositionException>(() => Compose(new CompositionSettings { Budget = 0, Select = 3 })).Message);
-        Assert.Contains("unknown optimizer 'adam'", Assert.Throws<CompositionException>(() => Compose(new CompositionSettings { Optimizer = "adam", Select = 3 })).Message);
+        Assert.Contains("cannot select 4 modules from a pool of 3", Assert.Throws<CompositionException>(() => Compose(new CompositionSettings { K = 4 })).Message);
+        Assert.Contains("budget = 0 is outside", Assert.Throws<CompositionException>(() => Compose(new CompositionSettings { Budget = 0, K = 3 })).Message);
+        Assert.Contains("unknown optimizer 'adam'", Assert.Throws<CompositionException>(() => Compose(new CompositionSettings { Optimizer = "adam", K = 3 })).Message);
     }
 
     [Fact]
     public void Over_long_examples_are_truncated_with_a_warning()
     {
-        using var result = new Composer(fx.Model, Tokenizer).Compose(Pool, Examples, new CompositionSettings { Budget = 2, Select = 3, MaxTokens = 8 }, "tiny-t5");
+        using var result = new Composer(fx.Model, Tokenizer).Compose(Pool, Examples, new CompositionSettings { Budget = 2, K = 3, MaxTokens = 8 }, "tiny-t5");
         Assert.Contains(result.Record.Warnings, w => w.Contains("example 1: input has 12 tokens, truncated to 8"));
         var ids = ExampleTokenizer.Truncate([5, 6, 7, 8, 1], 3, 1, out var length);
         Assert.Equal([5, 6, 1], ids);
@@ -124,7 +124,7 @@ public sealed class ComposerTests(TinyT5Fixture fx)
         var tensors = LoraHub.Core.Tensors.SafeTensors.Load(Path.Combine(Fixtures.Adapter(2), "adapter_model.safetensors"))
             .ToDictionary(kv => kv.Key, kv => kv.Key.Contains("lora_A") ? TorchSharp.torch.zeros(4, 128) : TorchSharp.torch.zeros(128, 4));
         LoraHub.Core.Tensors.SafeTensors.Save(Path.Combine(foreign, "adapter_model.safetensors"), tensors);
-        var e = Assert.Throws<LoraFormatException>(() => Compose(new CompositionSettings { Select = 3, Budget = 2 }, ModuleRef.Scan(pool)));
+        var e = Assert.Throws<LoraFormatException>(() => Compose(new CompositionSettings { K = 3, Budget = 2 }, ModuleRef.Scan(pool)));
         Assert.Contains("m2", e.Message);
         Assert.Contains("does not fit the base model", e.Message);
     }
@@ -133,7 +133,7 @@ public sealed class ComposerTests(TinyT5Fixture fx)
     public void An_existing_composition_is_kept_unless_forced_and_a_failed_write_changes_nothing()
     {
         using var dir = new Fixtures.TempDir();
-        var result = Compose(new CompositionSettings { Budget = 2, Select = 3 });
+        var result = Compose(new CompositionSettings { Budget = 2, K = 3 });
         CompositionOutput.Write(dir["out"], result, force: false);
         var before = File.ReadAllText(Path.Combine(dir["out"], "lorahub.json"));
         Assert.Contains("--force", Assert.Throws<CompositionException>(() => CompositionOutput.Write(dir["out"], result, force: false)).Message);
@@ -143,7 +143,7 @@ public sealed class ComposerTests(TinyT5Fixture fx)
         Assert.Equal(before, File.ReadAllText(Path.Combine(dir["out"], "lorahub.json")));
         Assert.Equal(["out"], Directory.GetFileSystemEntries(dir.Path).Select(Path.GetFileName));
 
-        using var again = Compose(new CompositionSettings { Budget = 3, Select = 3 });
+        using var again = Compose(new CompositionSettings { Budget = 3, K = 3 });
         CompositionOutput.Write(dir["out"], again, force: true);
         Assert.Equal(3, CompositionRecord.Load(Path.Combine(dir["out"], "lorahub.json")).History.Count);
         Assert.Equal(["out"], Directory.GetFileSystemEntries(dir.Path).Select(Path.GetFileName));

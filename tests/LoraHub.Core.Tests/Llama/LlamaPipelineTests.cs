@@ -77,7 +77,7 @@ public sealed class LlamaPipelineTests : IDisposable
     [Fact]
     public void A_composition_is_deterministic_and_its_saved_adapter_reproduces_the_best_loss()
     {
-        var settings = new CompositionSettings { Budget = 12, Select = null, Seed = 3 };
+        var settings = new CompositionSettings { Budget = 12, K = null, Seed = 3 };
         var first = new Composer(model, tokenizer).Compose(Pool, FewShot, settings, TinyLlama);
         var second = new Composer(model, tokenizer).Compose(Pool, FewShot, settings, TinyLlama);
         using (second.Adapter) Assert.Equal(first.Record.Weights, second.Record.Weights);
@@ -101,7 +101,7 @@ public sealed class LlamaPipelineTests : IDisposable
     [Fact]
     public void The_linear_merge_composes_a_decoder_only_model_too()
     {
-        var settings = new CompositionSettings { Budget = 6, Select = 2, Seed = 1, Merge = "linear" };
+        var settings = new CompositionSettings { Budget = 6, K = 2, Seed = 1, Merge = "linear" };
         var result = new Composer(model, tokenizer).Compose(Pool, FewShot, settings, TinyLlama);
         using (result.Adapter)
         {
