@@ -43,13 +43,8 @@ public static class CausalLm
     /// Each example's mean token cross-entropy over its completion (eos included), from one right-padded batch
     /// (no gradients). logits[t] predicts ids[t + 1]; prompt positions and padding are not scored.
     /// </summary>
-    public static double[] ExampleLosses(ICausalLanguageModel model, IReadOnlyList<CausalExample> batch)
-    {
-        if (batch.Count == 0) return [];
-        using var scope = NewDisposeScope();
-        using var noGrad = no_grad();
-        return PerExampleLoss(model, batch).to(ScalarType.Float64).cpu().data<double>().ToArray();
-    }
+    public static double[] ExampleLosses(ICausalLanguageModel model, IReadOnlyList<CausalExample> batch) =>
+        Sequences.ToDoubles(batch.Count, () => PerExampleLoss(model, batch));
 
     /// <summary>
     /// The per-example losses [batch] as a tensor, differentiable when gradients are enabled (training uses its
@@ -71,8 +66,8 @@ public static class CausalLm
         var sequences = batch.Select(e => e.InputIds).ToList();
         if (read is not null && (read.Count != batch.Count || read.Where((r, i) => r.Length != sequences[i].Length).Any()))
             throw new ArgumentException("the read sequences must match the examples one to one in length", nameof(read));
-        var (ids, mask) = Seq2Seq.Pad(read ?? sequences, model.PadTokenId, device);
-        var truth = read is null ? ids : Seq2Seq.Pad(sequences, model.PadTokenId, device).Ids;
+        var (ids, mask) = Sequences.Pad(read ?? sequences, model.PadTokenId, device);
+        var truth = read is null ? ids : Sequences.Pad(sequences, model.PadTokenId, device).Ids;
 
         // Target j (ids[:, j + 1]) is scored when it is a completion token: prompt.Length - 1 <= j < length - 1.
         var width = ids.shape[1] - 1;
@@ -83,8 +78,7 @@ public static class CausalLm
 
         var logits = model.Forward(ids, mask);
         var targets = truth[.., 1..];
-        var nll = -nn.functional.log_softmax(logits[.., ..(int)width].to(ScalarType.Float32), -1).gather(-1, targets.unsqueeze(-1)).squeeze(-1);
-        return ((nll * scored).sum(1) / scored.sum(1)).MoveToOuterDisposeScope();
+        return Sequences.MaskedMean(Sequences.TokenNll(logits[.., ..(int)width], targets), scored).MoveToOuterDisposeScope();
     }
 
     /// <summary>Token-level negative log-likelihoods of one example's completion tokens, in order.</summary>
@@ -100,8 +94,7 @@ public static class CausalLm
         var from = example.PromptIds.Length - 1;
         var predicting = logits[0, from..(all.Length - 1)];
         var targets = ids[0, (from + 1)..];
-        var nll = -nn.functional.log_softmax(predicting.to(ScalarType.Float32), -1).gather(-1, targets.unsqueeze(-1)).squeeze(-1);
-        return nll.to(ScalarType.Float64).cpu().data<double>().ToArray();
+        return Sequences.TokenNll(predicting, targets).to(ScalarType.Float64).cpu().data<double>().ToArray();
     }
 
     /// <summary>
@@ -145,32 +138,22 @@ public static class CausalLm
         using var scope = NewDisposeScope();
         using var noGrad = no_grad();
         var device = model.Module.parameters().First().device;
-        var (ids, mask) = Seq2Seq.Pad(prompts, model.PadTokenId, device, left: true);
+        var (ids, mask) = Sequences.Pad(prompts, model.PadTokenId, device, left: true);
         using var cache = model.NewCache();
-        var outputs = prompts.Select(_ => new List<int>()).ToArray();
-        var done = new bool[prompts.Count];
         var newColumn = ones(prompts.Count, 1, dtype: ScalarType.Int64, device: device);
-        for (var step = 0; step < maxNewTokens && !done.All(d => d); step++)
+        return Sequences.GreedyRows(prompts.Count, maxNewTokens, model.PadTokenId, id => model.EosTokenIds.Contains(id), (_, previous) =>
         {
-            long[] chosen;
+            if (previous is not null)
+            {
+                ids = tensor(previous, [prompts.Count, 1], device: device);
+                mask = cat([mask, newColumn], 1);
+            }
             using (NewDisposeScope())
             {
                 using var logits = model.Forward(ids, mask, cache);
-                chosen = logits[.., -1].argmax(-1).cpu().data<long>().ToArray();
+                return logits[.., -1].argmax(-1).cpu().data<long>().ToArray();
             }
-            var next = new long[prompts.Count];
-            for (var i = 0; i < prompts.Count; i++)
-            {
-                // A finished row keeps decoding (the batch moves together) but its tokens are dropped.
-                next[i] = done[i] ? model.PadTokenId : chosen[i];
-                if (done[i]) continue;
-                outputs[i].Add((int)chosen[i]);
-                if (model.EosTokenIds.Contains((int)chosen[i])) done[i] = true;
-            }
-            ids = tensor(next, [prompts.Count, 1], device: device);
-            mask = cat([mask, newColumn], 1);
-        }
-        return outputs.Select(o => o.ToArray()).ToArray();
+        });
     }
 
     private static void Check(CausalExample e)

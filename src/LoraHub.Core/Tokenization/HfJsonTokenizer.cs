@@ -200,9 +200,6 @@ public sealed class HfJsonTokenizer : ITextTokenizer
     /// <summary>The token text of an id (byte-alphabet form for vocabulary entries), or null for an id that names none.</summary>
     public string? TokenText(int id) => (uint)id < (uint)_tokens.Length ? _tokens[id] : null;
 
-    /// <summary>The id of a token (vocabulary entry in byte-alphabet form, or added token content), or null.</summary>
-    public int? TokenId(string token) => _vocab.TryGetValue(token, out var id) ? id : Array.IndexOf(_tokens, token) is var i and >= 0 ? i : null;
-
     /// <summary>A string can hold unpaired surrogates; UTF-8 (and so Rust) cannot: they become U+FFFD first.</summary>
     private static string ReplaceLoneSurrogates(string text)
     {

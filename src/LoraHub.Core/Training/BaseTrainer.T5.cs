@@ -57,23 +57,14 @@ public static partial class BaseTrainer
     /// </summary>
     internal static Tensor NoisyLoss(ISeq2SeqModel model, IReadOnlyList<TokenizedExample> batch, double p, IReadOnlyList<int> tokenIds, Random random)
     {
-        using var scope = NewDisposeScope();
-        var device = model.Module.parameters().First().device;
-        var (inputIds, inputMask) = Seq2Seq.Pad(batch.Select(e => e.InputIds).ToList(), model.PadTokenId, device);
-        var decoderIds = batch.Select(e =>
+        var read = batch.Select(e =>
         {
-            var ids = new[] { model.DecoderStartTokenId }.Concat(e.Labels[..^1]).ToArray();
+            var ids = Seq2Seq.DecoderInput(model, e);
             for (var i = 1; i < ids.Length; i++)
                 if (random.NextDouble() < p) ids[i] = tokenIds[random.Next(tokenIds.Count)];
             return ids;
         }).ToList();
-        var (decoderInput, _) = Seq2Seq.Pad(decoderIds, model.PadTokenId, device);
-        var (labels, labelMask) = Seq2Seq.Pad(batch.Select(e => e.Labels).ToList(), 0, device);
-        var encoded = model.Encode(inputIds, inputMask);
-        var logits = model.Decode(decoderInput, encoded, inputMask);
-        var nll = -nn.functional.log_softmax(logits.to(ScalarType.Float32), -1).gather(-1, labels.unsqueeze(-1)).squeeze(-1);
-        var mask = labelMask.to(ScalarType.Float32);
-        return ((nll * mask).sum(1) / mask.sum(1)).MoveToOuterDisposeScope();
+        return Seq2Seq.PerExampleLoss(model, batch, read);
     }
 
     /// <summary>The Hugging Face config.json of a T5 config.</summary>
