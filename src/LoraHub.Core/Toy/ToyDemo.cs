@@ -3,6 +3,7 @@ using LoraHub.Core.Composition;
 using LoraHub.Core.Evaluation;
 using LoraHub.Core.Lora;
 using LoraHub.Core.Models;
+using LoraHub.Core.Optimization;
 
 namespace LoraHub.Core.Toy;
 
@@ -10,16 +11,29 @@ namespace LoraHub.Core.Toy;
 public sealed record ToyDemoSettings
 {
     public IReadOnlyList<int> Seeds { get; init; } = [1, 2, 3, 4, 5];
-    public IReadOnlyList<string> Optimizers { get; init; } = ["cobyla-parallel", "cobyla", "cmaes", "random"];
+    public IReadOnlyList<string> Optimizers { get; init; } = [Optimization.Optimizers.Default, "cobyla", "cobyla-parallel", "cmaes"];
     public IReadOnlyList<string> Merges { get; init; } = ["lorahub"];
     public int Budget { get; init; } = 40;
-    /// <summary>K; null composes the whole pool (8 modules).</summary>
-    public int? Select { get; init; }
+
+    /// <summary>Budgets to compare (one row per optimizer and budget); null: <see cref="Budget"/> alone.</summary>
+    public IReadOnlyList<int>? Budgets { get; init; }
+
+    /// <summary>
+    /// K, the paper's 20 by default (the whole pool when it is smaller; null: the whole pool). Every composition gets the
+    /// modules its task needs plus K minus that many others drawn at random per seed, in a random order: the search
+    /// has to find the few that matter among distractors (with a 24-module pool and K = 20, 17 to 19 of them).
+    /// </summary>
+    public int? Select { get; init; } = 20;
+
+    public IReadOnlyList<int> BudgetList => Budgets ?? [Budget];
 }
 
 /// <summary>One line of the results table: a method on a held-out task, exact match on its 100 test examples.</summary>
+/// <remarks>For a search: its budget, the mean number of evaluations and of rounds (batches asked: the sequential
+/// steps of a fan-out), and every seed's best objective.</remarks>
 public sealed record ToyDemoRow(string Task, string Kind, string Method, double MeanExactMatch, double BestExactMatch,
-    IReadOnlyList<double> PerSeed, double? MeanObjective, double? MedianObjective);
+    IReadOnlyList<double> PerSeed, double? MeanObjective, double? MedianObjective,
+    int? Budget = null, double? MeanEvaluations = null, double? MeanRounds = null, IReadOnlyList<double>? PerSeedObjective = null);
 
 public sealed record ToyDemoReport(IReadOnlyList<ToyDemoRow> Rows, ToyDemoSettings Settings, double Seconds, bool WorldFromCache,
     string Family = ToyWorld.T5);
@@ -39,7 +53,7 @@ public static class ToyDemo
         using var model = ModelLoader.Load(world.BaseDirectory);
         var tokenizer = ModelLoader.LoadTokenizer(world.BaseDirectory);
         var pool = ModuleRef.Scan(world.ModulesDirectory);
-        var k = settings.Select ?? pool.Count;
+        var k = Math.Min(settings.Select ?? pool.Count, pool.Count);
         var rows = new List<ToyDemoRow>();
         var singles = SingleModuleScores(model, world, pool);
 
@@ -49,44 +63,100 @@ public static class ToyDemo
             var test = ExampleFile.Load(task.TestFile);
             var toyTask = TaskOf(task);
             rows.Add(Row(task, "base (zero-shot)", [world.ExactMatch(model, test)]));
-            rows.Add(Row(task, $"uniform 1/K (K={k})", [UniformScore(model, world, pool.Take(k).ToList(), test)]));
+            rows.Add(Row(task, $"uniform 1/K (K={k})", [UniformScore(model, world, ModulesFor(pool, task, k, settings.Seeds[0]), test)]));
             var (bestModule, bestSingle) = singles[task.Name].MaxBy(s => s.Value);
             rows.Add(Row(task, $"best single module ({bestModule}, oracle)", [bestSingle]));
             rows.Add(Row(task, $"hand-set lorahub {string.Join("+", task.Modules)} (ceiling)", [task.OracleExactMatch]));
             if (settings.Merges.Contains("linear"))
                 rows.Add(Row(task, $"hand-set linear {string.Join("+", task.Modules)} (ceiling)", [LinearCeiling(model, world, task, test)]));
 
+            var budgets = settings.BudgetList;
             foreach (var merge in settings.Merges)
             foreach (var optimizer in settings.Optimizers)
+            foreach (var budget in budgets)
             {
                 var scores = new List<double>();
                 var objectives = new List<double>();
+                var evaluations = new List<int>();
+                var rounds = new List<int>();
                 foreach (var seed in settings.Seeds)
                 {
-                    progress?.Report($"{task.Name}: lorahub {merge}/{optimizer} seed {seed}");
                     var fewShot = world.Formatted(ToyTasks.Sample(toyTask, 5, seed, "demo-few-shot"));
-                    using var result = new Composer(model, tokenizer).Compose(pool, fewShot, new CompositionSettings
-                    {
-                        Budget = settings.Budget, Optimizer = optimizer, Select = k, Seed = seed, Merge = merge,
-                    }, "toy-base");
+                    var modules = ModulesFor(pool, task, k, seed);
+                    var compose = new CompositionSettings { Budget = budget, Optimizer = optimizer, Select = modules.Count, Seed = seed, Merge = merge };
+                    using var result = new Composer(model, tokenizer).Compose(modules, fewShot, compose, "toy-base");
                     objectives.Add(result.Record.Best!.Objective);
                     scores.Add(ScoreComposition(model, world, result.Record, test));
+                    evaluations.Add(result.Record.History.Count);
+                    rounds.Add(RoundsOf(result.Record, compose));
+                    progress?.Report(FormattableString.Invariant(
+                        $"{task.Name}: lorahub {merge}/{optimizer} budget {budget} seed {seed}: objective {objectives[^1]:F4}, exact match {scores[^1]:F2}, {evaluations[^1]} evaluations in {rounds[^1]} rounds"));
                 }
-                var sorted = objectives.Order().ToList();
-                rows.Add(new ToyDemoRow(task.Name, task.Kind, $"LoraHub {merge} / {optimizer}", scores.Average(), scores.Max(), scores,
-                    objectives.Average(), sorted[sorted.Count / 2]));
+                rows.Add(new ToyDemoRow(task.Name, task.Kind, $"LoraHub {merge} / {optimizer}" + (budgets.Count > 1 ? $" @{budget}" : ""),
+                    scores.Average(), scores.Max(), scores, objectives.Average(), Median(objectives), budget, evaluations.Average(), rounds.Average(), objectives));
             }
         }
         return new ToyDemoReport(rows, settings, clock.Elapsed.TotalSeconds, world.FromCache, world.Family);
     }
 
+    /// <summary>The median (the mean of the two middle values for an even count).</summary>
+    public static double Median(IReadOnlyList<double> values)
+    {
+        var sorted = values.Order().ToList();
+        return sorted.Count % 2 == 1 ? sorted[sorted.Count / 2] : (sorted[sorted.Count / 2 - 1] + sorted[sorted.Count / 2]) / 2;
+    }
+
+    /// <summary>
+    /// The K modules one composition gets: the task's own modules plus others drawn at random, all in a random order
+    /// (seeded by the few-shot seed and the task), so that the search must find the few that matter.
+    /// </summary>
+    public static List<ModuleRef> ModulesFor(IReadOnlyList<ModuleRef> pool, ToyHeldOutTask task, int k, int seed)
+    {
+        var random = new ToyRandom(seed, $"demo-modules/{task.Name}");
+        var needed = pool.Where(m => task.Modules.Contains(m.Name)).ToList();
+        var others = pool.Where(m => !task.Modules.Contains(m.Name)).ToList();
+        Shuffle(others, random);
+        var chosen = needed.Concat(others).Take(Math.Max(k, needed.Count)).ToList();
+        Shuffle(chosen, random);
+        return chosen;
+    }
+
+    private static void Shuffle<T>(List<T> items, ToyRandom random)
+    {
+        for (var i = items.Count - 1; i > 0; i--)
+        {
+            var j = random.Next(i + 1);
+            (items[i], items[j]) = (items[j], items[i]);
+        }
+    }
+
+    /// <summary>
+    /// How many rounds (batches asked) a composition took: its optimizer re-created from the record's settings and
+    /// replayed on the recorded history, counting the asks. A fan-out evaluates one round at a time.
+    /// </summary>
+    public static int RoundsOf(CompositionRecord record, CompositionSettings settings)
+    {
+        var optimizer = Optimizers.Create(new OptimizerSettings(settings.Optimizer, record.Weights.Length, settings.Budget, settings.Lower, settings.Upper,
+            settings.InitialStep, settings.Seed, settings.Population));
+        int done = 0, rounds = 0;
+        while (done < record.History.Count && !optimizer.IsDone)
+        {
+            var batch = optimizer.Ask();
+            if (batch.Count == 0) break;
+            optimizer.Tell(record.History.Skip(done).Take(batch.Count).Select(t => t.Objective).ToList());
+            done += batch.Count;
+            rounds++;
+        }
+        return rounds;
+    }
+
     private static ToyDemoRow Row(ToyHeldOutTask task, string method, IReadOnlyList<double> scores) =>
         new(task.Name, task.Kind, method, scores.Average(), scores.Max(), scores, null, null);
 
-    /// <summary>The task's definition, to draw fresh few-shot sets: one pool map, or a letter map with a digit map.</summary>
+    /// <summary>The task's definition, to draw fresh few-shot sets: one pool map, or its modules' maps together.</summary>
     private static ToyTask TaskOf(ToyHeldOutTask task) => task.Modules.Count == 1
         ? ToyTasks.PoolTask(task.Modules[0])
-        : ToyTasks.Combine(task.Name, ToyTasks.PoolTask(task.Modules[0]), ToyTasks.PoolTask(task.Modules[1]));
+        : new ToyWorld.HeldOutDefinition(task.Name, task.Kind, task.Modules).Task();
 
     /// <summary>Exact match of every pool module alone (weight 1) on every held-out task's test set.</summary>
     private static Dictionary<string, Dictionary<string, double>> SingleModuleScores(IAdaptableModel model, ToyWorld world, IReadOnlyList<ModuleRef> pool)
