@@ -69,6 +69,7 @@ internal static class DemoCommand
             var json = JsonSerializer.Serialize(report, CompositionRecord.Json);
             File.WriteAllText(Path.Combine(outDir, "results.json"), json);
             File.WriteAllBytes(Path.Combine(outDir, "demo.png"), ToyDemoChart.RenderPng(report));
+            File.WriteAllText(Path.Combine(outDir, "results.md"), ToyDemo.Markdown(report));
 
             if (parse.GetValue(format) == "json")
             {
@@ -93,7 +94,7 @@ internal static class DemoCommand
                 }
                 AnsiConsole.Write(table);
             }
-            Console.WriteLine($"demo finished in {report.Seconds:F0} s; results in {Path.GetFullPath(outDir)} (results.json, demo.png)");
+            Console.WriteLine($"demo finished in {report.Seconds:F0} s; results in {Path.GetFullPath(outDir)} (results.json, results.md, demo.png)");
             return 0;
         }));
         return command;

@@ -8,7 +8,7 @@ namespace LoraHub.Core.Optimization;
 /// <param name="Upper">Upper bound of every coordinate.</param>
 /// <param name="InitialStep">COBYLA's rhobeg, CMA-ES's sigma0; unused by random search.</param>
 /// <param name="Seed">Seeds CMA-ES and random search; COBYLA uses no random numbers.</param>
-/// <param name="Population">CMA-ES lambda (default 4 + floor(3 ln n)); random search batch size (default 8); cobyla-ranked: how many weights it searches after ranking (default 5); cobyla-greedy: probes per round of its start (default ceil(n/2)).</param>
+/// <param name="Population">CMA-ES lambda (default 4 + floor(3 ln n)); random search batch size (default 8); cobyla-ranked: how many weights it searches after ranking (default 5); cobyla-greedy: probes per round of its start (default ceil(n/2)); quadratic-ranked: how many weights its model covers (default 4).</param>
 /// <param name="Start">Start point (default all zeros).</param>
 public sealed record OptimizerSettings(
     string Name,
@@ -82,9 +82,11 @@ public static class Optimizers
     /// "cobyla-parallel": COBYLA whose n+1 initial points are asked as one batch (evaluated in parallel; not Powell's order);
     /// "cmaes": (mu/mu_w, lambda)-CMA-ES; "random": uniform random search;
     /// "cobyla-ranked": one parallel round probing each weight alone, then COBYLA over the Population (default 5) best only;
-    /// "cobyla-greedy": Powell's greedy initial simplex built in rounds of Population (default ceil(n/2)) probes, then COBYLA.
+    /// "cobyla-greedy": Powell's greedy initial simplex built in rounds of Population (default ceil(n/2)) probes, then COBYLA;
+    /// "quadratic-ranked": the probe round, then a quadratic model of the Population (default 4) best weights, fitted and
+    /// minimized in a trust region, 3 points per round.
     /// </summary>
-    public static IReadOnlyList<string> Names { get; } = ["cobyla", "cobyla-parallel", "cmaes", "random", "cobyla-ranked", "cobyla-greedy"];
+    public static IReadOnlyList<string> Names { get; } = ["cobyla", "cobyla-parallel", "cmaes", "random", "cobyla-ranked", "cobyla-greedy", "quadratic-ranked"];
 
     /// <summary>
     /// The product's default, chosen by measurement on the toy world (README): COBYLA with its n+1 independent
@@ -107,6 +109,7 @@ public static class Optimizers
             "cmaes" => new CmaEs(settings),
             "random" => new RandomSearch(settings),
             "cobyla-ranked" => new RankedCobyla(settings),
+            "quadratic-ranked" => new RankedQuadratic(settings),
             "cobyla-greedy" => new Cobyla(settings, parallelStart: false, startBlock: settings.Population ?? (settings.Dimension + 1) / 2),
             _ => throw new ArgumentException(
                 $"Unknown optimizer '{settings.Name}'; known optimizers: {string.Join(", ", Names)}.", nameof(settings)),

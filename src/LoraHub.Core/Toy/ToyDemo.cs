@@ -70,33 +70,76 @@ public static class ToyDemo
             if (settings.Merges.Contains("linear"))
                 rows.Add(Row(task, $"hand-set linear {string.Join("+", task.Modules)} (ceiling)", [LinearCeiling(model, world, task, test)]));
 
-            var budgets = settings.BudgetList;
+            // One composition per seed at the largest budget; a smaller budget's run is its prefix (every optimizer asks
+            // the same points whatever its budget, only stopping earlier: OptimizerContractTests), scored on its own best.
+            var budgets = settings.BudgetList.Distinct().Order().ToList();
             foreach (var merge in settings.Merges)
             foreach (var optimizer in settings.Optimizers)
-            foreach (var budget in budgets)
             {
-                var scores = new List<double>();
-                var objectives = new List<double>();
-                var evaluations = new List<int>();
-                var rounds = new List<int>();
+                var runs = budgets.ToDictionary(b => b, _ => new List<(double Objective, double Exact, int Evaluations, int Rounds)>());
                 foreach (var seed in settings.Seeds)
                 {
                     var fewShot = world.Formatted(ToyTasks.Sample(toyTask, 5, seed, "demo-few-shot"));
                     var modules = ModulesFor(pool, task, k, seed);
-                    var compose = new CompositionSettings { Budget = budget, Optimizer = optimizer, Select = modules.Count, Seed = seed, Merge = merge };
+                    var compose = new CompositionSettings { Budget = budgets[^1], Optimizer = optimizer, Select = modules.Count, Seed = seed, Merge = merge };
                     using var result = new Composer(model, tokenizer).Compose(modules, fewShot, compose, "toy-base");
-                    objectives.Add(result.Record.Best!.Objective);
-                    scores.Add(ScoreComposition(model, world, result.Record, test));
-                    evaluations.Add(result.Record.History.Count);
-                    rounds.Add(RoundsOf(result.Record, compose));
-                    progress?.Report(FormattableString.Invariant(
-                        $"{task.Name}: lorahub {merge}/{optimizer} budget {budget} seed {seed}: objective {objectives[^1]:F4}, exact match {scores[^1]:F2}, {evaluations[^1]} evaluations in {rounds[^1]} rounds"));
+                    foreach (var budget in budgets)
+                    {
+                        var prefix = result.Record.History.Take(budget).ToList();
+                        var best = prefix.MinBy(t => t.Objective)!;
+                        var exact = ScoreWeights(model, world, result.Record, best.Weights, test);
+                        var rounds = RoundsOf(prefix, compose with { Budget = budget }, result.Record.Weights.Length);
+                        runs[budget].Add((best.Objective, exact, prefix.Count, rounds));
+                        progress?.Report(FormattableString.Invariant(
+                            $"{task.Name}: lorahub {merge}/{optimizer} budget {budget} seed {seed}: objective {best.Objective:F4}, exact match {exact:F2}, {prefix.Count} evaluations in {rounds} rounds"));
+                    }
                 }
-                rows.Add(new ToyDemoRow(task.Name, task.Kind, $"LoraHub {merge} / {optimizer}" + (budgets.Count > 1 ? $" @{budget}" : ""),
-                    scores.Average(), scores.Max(), scores, objectives.Average(), Median(objectives), budget, evaluations.Average(), rounds.Average(), objectives));
+                foreach (var budget in budgets)
+                {
+                    var r = runs[budget];
+                    var scores = r.Select(x => x.Exact).ToList();
+                    var objectives = r.Select(x => x.Objective).ToList();
+                    rows.Add(new ToyDemoRow(task.Name, task.Kind, $"LoraHub {merge} / {optimizer}" + (budgets.Count > 1 ? $" @{budget}" : ""),
+                        scores.Average(), scores.Max(), scores, objectives.Average(), Median(objectives), budget,
+                        r.Average(x => x.Evaluations), r.Average(x => x.Rounds), objectives));
+                }
             }
         }
         return new ToyDemoReport(rows, settings, clock.Elapsed.TotalSeconds, world.FromCache, world.Family);
+    }
+
+    /// <summary>
+    /// results.md: one line per search (optimizer and budget), one column per held-out task, each cell "median objective /
+    /// mean exact match (best) / mean rounds"; then the baselines.
+    /// </summary>
+    public static string Markdown(ToyDemoReport report)
+    {
+        var inv = System.Globalization.CultureInfo.InvariantCulture;
+        var tasks = report.Rows.Select(r => r.Task).Distinct().ToList();
+        var text = new System.Text.StringBuilder();
+        text.AppendLine(inv, $"Toy world ({report.Family}), {report.Settings.Seeds.Count} few-shot sets (seeds {string.Join(",", report.Settings.Seeds)}), K = {report.Settings.Select?.ToString(inv) ?? "all"}.");
+        text.AppendLine("Each cell: median objective / mean exact match (best) / mean rounds.");
+        text.AppendLine();
+        text.AppendLine("| search | budget | " + string.Join(" | ", tasks) + " |");
+        text.AppendLine("|---|---|" + string.Concat(tasks.Select(_ => "---|")));
+        foreach (var method in report.Rows.Where(r => r.Budget is not null).Select(r => (r.Method, r.Budget)).Distinct())
+        {
+            var cells = tasks.Select(t => report.Rows.FirstOrDefault(r => r.Task == t && r.Method == method.Method && r.Budget == method.Budget) is { } r
+                ? string.Create(inv, $"{r.MedianObjective:F3} / {r.MeanExactMatch:F2} ({r.BestExactMatch:F2}) / {r.MeanRounds:F1}")
+                : "");
+            var name = method.Method.Split(" @")[0].Replace("LoraHub ", "", StringComparison.Ordinal);
+            text.AppendLine(inv, $"| {name} | {method.Budget} | {string.Join(" | ", cells)} |");
+        }
+        text.AppendLine();
+        text.AppendLine("| baseline | " + string.Join(" | ", tasks) + " |");
+        text.AppendLine("|---|" + string.Concat(tasks.Select(_ => "---|")));
+        foreach (var method in report.Rows.Where(r => r.Budget is null).Select(r => r.Method.Split(" (")[0]).Distinct())
+        {
+            var cells = tasks.Select(t => report.Rows.FirstOrDefault(r => r.Task == t && r.Budget is null && r.Method.Split(" (")[0] == method) is { } r
+                ? r.MeanExactMatch.ToString("F2", inv) : "");
+            text.AppendLine(inv, $"| {method} | {string.Join(" | ", cells)} |");
+        }
+        return text.ToString();
     }
 
     /// <summary>The median (the mean of the two middle values for an even count).</summary>
@@ -134,16 +177,16 @@ public static class ToyDemo
     /// How many rounds (batches asked) a composition took: its optimizer re-created from the record's settings and
     /// replayed on the recorded history, counting the asks. A fan-out evaluates one round at a time.
     /// </summary>
-    public static int RoundsOf(CompositionRecord record, CompositionSettings settings)
+    public static int RoundsOf(IReadOnlyList<Trial> history, CompositionSettings settings, int dimension)
     {
-        var optimizer = Optimizers.Create(new OptimizerSettings(settings.Optimizer, record.Weights.Length, settings.Budget, settings.Lower, settings.Upper,
+        var optimizer = Optimizers.Create(new OptimizerSettings(settings.Optimizer, dimension, settings.Budget, settings.Lower, settings.Upper,
             settings.InitialStep, settings.Seed, settings.Population));
         int done = 0, rounds = 0;
-        while (done < record.History.Count && !optimizer.IsDone)
+        while (done < history.Count && !optimizer.IsDone)
         {
             var batch = optimizer.Ask();
             if (batch.Count == 0) break;
-            optimizer.Tell(record.History.Skip(done).Take(batch.Count).Select(t => t.Objective).ToList());
+            optimizer.Tell(history.Skip(done).Take(batch.Count).Select(t => t.Objective).ToList());
             done += batch.Count;
             rounds++;
         }
@@ -204,14 +247,14 @@ public static class ToyDemo
         }
     }
 
-    /// <summary>Attaches a composition's modules with its best weights and scores the test set.</summary>
-    private static double ScoreComposition(IAdaptableModel model, ToyWorld world, CompositionRecord record, IReadOnlyList<Example> test)
+    /// <summary>Attaches a composition's modules with the given weights and scores the test set.</summary>
+    private static double ScoreWeights(IAdaptableModel model, ToyWorld world, CompositionRecord record, IReadOnlyList<double> weights, IReadOnlyList<Example> test)
     {
         var loaded = record.Modules.Select(m => LoraModule.Load(m.Path, m.Name)).ToList();
         try
         {
             using var composed = new ComposedModel(model, loaded, MergeModes.Parse(record.Merge));
-            composed.SetWeights(record.Weights);
+            composed.SetWeights(weights.ToList());
             return world.ExactMatch(model, test);
         }
         finally

@@ -133,7 +133,7 @@ public sealed record ToyPoolModule(string Name, string Description, string Modul
 
 /// <summary>
 /// A held-out task: 5 training examples (what LoraHub sees) and 100 test examples. Kind "retrieval" needs one
-/// pool module, "combination" two. BaseExactMatch is the base model alone; OracleExactMatch the LoraHub merge of the
+/// pool module, "combination" two or three. BaseExactMatch is the base model alone; OracleExactMatch the LoraHub merge of the
 /// needed modules with hand-set weights 1/sqrt(k) each (with one shared A the merge is (Σw)·Σ w_i ΔW_i, so k equal
 /// weights of 1/sqrt(k) give the plain sum of the k deltas): a ceiling for what a search can find.
 /// </summary>
@@ -147,7 +147,8 @@ public sealed record ToyWorldTimings(double BaseTrain, double BaseEvaluate, IRea
 /// The toy LoraHub world: a tiny base model (a T5, or a decoder-only Llama) pretrained only to copy mixed strings
 /// of letters a–j and digits 0–9, a pool of LoRA modules, each trained on one per-token map that touches one token
 /// type, all from one shared frozen A (so the paper's A/B-separate merge can combine them), and held-out tasks that
-/// need one module (retrieval) or two together (combination). Layout: base/ (Hugging Face folder), modules/{task}/
+/// need one module (retrieval) or two or three together (combination). The default pool has 24 modules (see
+/// <see cref="ToyTasks.Pool"/>), so a composition of the paper's K = 20 holds many distractors. Layout: base/ (Hugging Face folder), modules/{task}/
 /// (PEFT folders, with their train.jsonl and test.jsonl), tasks/{task}/train.jsonl (5) and test.jsonl (100),
 /// world.json. The decoder-only world writes every input with <see cref="ToyTasks.InputEnd"/> appended.
 /// </summary>

@@ -152,6 +152,38 @@ public sealed class SearchAtK20Tests
     }
 
     [Fact]
+    public void Quadratic_ranked_fits_its_model_in_five_rounds()
+    {
+        var f = MergeObjective();
+        var optimizer = Optimizers.Create(new OptimizerSettings("quadratic-ranked", 20, 40));
+        var trace = Run(optimizer, f);
+        Assert.Equal(40, trace.Points.Count);
+        Assert.Equal([21, 10, 3, 3, 3], trace.BatchSizes); // probes, the design of 4 weights, three model rounds
+        Assert.Equal(40, trace.Points.Select(p => string.Join(",", p.Select(BitConverter.DoubleToInt64Bits))).Distinct().Count());
+        // The design's pair point (modules 0 and 3 at 0.5 each) is where serial COBYLA's greedy start ends up too.
+        Assert.Equal(0.0975, optimizer.Best!.Value, 1e-12);
+        Assert.True(trace.Values.Take(21).Min() > 0.4, "the probes alone are far from it");
+        // On an exact quadratic the model is exact: one model round lands on the box-constrained minimum.
+        double[] c = [0.3, -0.7, 1.1, -0.2];
+        var exact = Optimizers.Create(new OptimizerSettings("quadratic-ranked", 4, 20));
+        Run(exact, Quadratic(c));
+        Assert.True(MaxAbsDiff(exact.Best!.Point, c) < 1e-6, string.Join(", ", exact.Best.Point));
+    }
+
+    [Fact]
+    public void On_the_merge_objective_every_search_is_compared_at_budgets_20_and_40()
+    {
+        var f = MergeObjective();
+        foreach (var name in Optimizers.Names)
+        foreach (var budget in new[] { 20, 40 })
+        {
+            var optimizer = Optimizers.Create(new OptimizerSettings(name, 20, budget, Seed: 1));
+            var trace = Run(optimizer, f);
+            Console.WriteLine($"SYNTH {name} budget {budget}: best {optimizer.Best!.Value:F4} in {trace.BatchSizes.Count} rounds");
+        }
+    }
+
+    [Fact]
     public void Invert_inverts_a_triangular_simplex()
     {
         var m = new double[,] { { 0.5, 0, 0.5 }, { 0, 0.5, 0.5 }, { 0, 0, 0.5 } };
