@@ -84,9 +84,10 @@ public static class Optimizers
     /// "cobyla-ranked": one parallel round probing each weight alone, then COBYLA over the Population (default 5) best only;
     /// "cobyla-greedy": Powell's greedy initial simplex built in rounds of Population (default ceil(n/2)) probes, then COBYLA;
     /// "quadratic-ranked": the probe round, then a quadratic model of the Population (default 4) best weights, fitted and
-    /// minimized in a trust region, 3 points per round.
+    /// minimized in a trust region, 3 points per round; "quadratic-greedy": the same with the probes in 4 rounds, each
+    /// from the best point so far (Powell's greedy accumulation), and the model over the weights the best point moved first.
     /// </summary>
-    public static IReadOnlyList<string> Names { get; } = ["cobyla", "cobyla-parallel", "cmaes", "random", "cobyla-ranked", "cobyla-greedy", "quadratic-ranked"];
+    public static IReadOnlyList<string> Names { get; } = ["cobyla", "cobyla-parallel", "cmaes", "random", "cobyla-ranked", "cobyla-greedy", "quadratic-ranked", "quadratic-greedy"];
 
     /// <summary>
     /// The product's default, chosen by measurement on the toy world (README): COBYLA with its n+1 independent
@@ -110,6 +111,7 @@ public static class Optimizers
             "random" => new RandomSearch(settings),
             "cobyla-ranked" => new RankedCobyla(settings),
             "quadratic-ranked" => new RankedQuadratic(settings),
+            "quadratic-greedy" => new RankedQuadratic(settings, probeRounds: RankedQuadratic.GreedyProbeRounds),
             "cobyla-greedy" => new Cobyla(settings, parallelStart: false, startBlock: settings.Population ?? (settings.Dimension + 1) / 2),
             _ => throw new ArgumentException(
                 $"Unknown optimizer '{settings.Name}'; known optimizers: {string.Join(", ", Names)}.", nameof(settings)),

@@ -20,6 +20,7 @@ internal sealed class RankedQuadratic : OptimizerBase
 {
     public const int DefaultSubspace = 4;
     public const int StepsPerRound = 3;
+    public const int GreedyProbeRounds = 4;
 
     private readonly int m;
     private readonly double[] start;
@@ -28,9 +29,18 @@ internal sealed class RankedQuadratic : OptimizerBase
     private int[] chosen = [];
     private double delta;
 
-    public RankedQuadratic(OptimizerSettings settings) : base(settings)
+    private readonly int probeBlock;
+    private int probedUpTo; // coordinates [0, probedUpTo) have been probed
+    private readonly double[] probeValue;
+
+    /// <param name="probeRounds">1: every weight probed from the start in one round ("quadratic-ranked"); more: the
+    /// weights are probed in that many rounds, each from the best point so far ("quadratic-greedy"), so improving
+    /// modules accumulate as in Powell's serial start.</param>
+    public RankedQuadratic(OptimizerSettings settings, int probeRounds = 1) : base(settings)
     {
         m = Math.Min(settings.Population ?? DefaultSubspace, N);
+        probeBlock = (N + Math.Max(1, probeRounds) - 1) / Math.Max(1, probeRounds);
+        probeValue = new double[N];
         start = settings.StartPoint();
         delta = 2 * settings.InitialStep;
     }
@@ -43,14 +53,22 @@ internal sealed class RankedQuadratic : OptimizerBase
         {
             case 0:
             {
-                var batch = new double[N + 1][];
-                batch[0] = (double[])start.Clone();
-                for (int j = 0; j < N; j++) batch[j + 1] = Step(j, 1);
+                // Probe the next block of weights one step from the best point so far (round 1: from the start, with it).
+                var batch = new List<double[]>();
+                var from = probedUpTo == 0 ? start : seen.MinBy(v => v.Value).Point;
+                if (probedUpTo == 0) batch.Add((double[])start.Clone());
+                for (int j = probedUpTo; j < Math.Min(N, probedUpTo + probeBlock); j++)
+                {
+                    var p = (double[])from.Clone();
+                    p[j] = Clip(from[j] + Settings.InitialStep);
+                    batch.Add(p);
+                }
                 return batch;
             }
             case 1:
             {
                 var batch = new List<double[]>();
+                for (int a = 0; a < m; a++) batch.Add(Step(chosen[a], 1));
                 for (int a = 0; a < m; a++)
                 for (int b = a + 1; b < m; b++)
                 {
@@ -82,12 +100,21 @@ internal sealed class RankedQuadratic : OptimizerBase
         for (int i = 0; i < batch.Count; i++) seen.Add((batch[i], values[i]));
         if (phase == 0)
         {
-            if (batch.Count < N + 1)
+            int first = probedUpTo == 0 ? 1 : 0; // round 1 starts with the start itself
+            int expected = Math.Min(N, probedUpTo + probeBlock) - probedUpTo + first;
+            if (batch.Count < expected)
             {
-                phase = 3; // the budget ended inside the probe round
+                phase = 3; // the budget ended inside a probe round
                 return;
             }
-            chosen = Enumerable.Range(0, N).OrderBy(j => values[j + 1]).ThenBy(j => j).Take(m).Order().ToArray();
+            for (int i = first; i < batch.Count; i++) probeValue[probedUpTo + i - first] = values[i];
+            probedUpTo = Math.Min(N, probedUpTo + probeBlock);
+            if (probedUpTo < N) return;
+            // The model covers the weights the best point moved (they made it best), then the best probes.
+            var best = seen.MinBy(v => v.Value).Point;
+            var moved = Enumerable.Range(0, N).Where(j => best[j] != start[j]);
+            var ranked = Enumerable.Range(0, N).OrderBy(j => probeValue[j]).ThenBy(j => j);
+            chosen = moved.Concat(ranked).Distinct().Take(m).Order().ToArray();
             phase = 1;
         }
         else if (phase == 1)

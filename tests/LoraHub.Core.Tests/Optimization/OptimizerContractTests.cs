@@ -14,9 +14,9 @@ public sealed class OptimizerContractTests
         new(name, dimension, budget, Seed: seed);
 
     [Fact]
-    public void Names_are_the_seven_optimizers()
+    public void Names_are_the_eight_optimizers()
     {
-        Assert.Equal(["cobyla", "cobyla-parallel", "cmaes", "random", "cobyla-ranked", "cobyla-greedy", "quadratic-ranked"], Optimizers.Names);
+        Assert.Equal(["cobyla", "cobyla-parallel", "cmaes", "random", "cobyla-ranked", "cobyla-greedy", "quadratic-ranked", "quadratic-greedy"], Optimizers.Names);
         Assert.Contains(Optimizers.Default, Optimizers.Names);
     }
 
