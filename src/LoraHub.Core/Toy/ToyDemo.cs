@@ -11,7 +11,7 @@ namespace LoraHub.Core.Toy;
 public sealed record ToyDemoSettings
 {
     public IReadOnlyList<int> Seeds { get; init; } = [1, 2, 3, 4, 5];
-    public IReadOnlyList<string> Optimizers { get; init; } = [Optimization.Optimizers.Default, "cobyla", "cobyla-parallel", "cmaes"];
+    public IReadOnlyList<string> Optimizers { get; init; } = new[] { Optimization.Optimizers.Default, "cobyla", "cobyla-parallel", "cmaes" }.Distinct().ToList();
     public IReadOnlyList<string> Merges { get; init; } = ["lorahub"];
     public int Budget { get; init; } = 40;
 
@@ -133,9 +133,13 @@ public static class ToyDemo
         text.AppendLine();
         text.AppendLine("| baseline | " + string.Join(" | ", tasks) + " |");
         text.AppendLine("|---|" + string.Concat(tasks.Select(_ => "---|")));
-        foreach (var method in report.Rows.Where(r => r.Budget is null).Select(r => r.Method.Split(" (")[0]).Distinct())
+        // "best single module (mirror_letters, oracle)" and the hand-set rows name each task's own modules: one line each.
+        static string Baseline(string method) => method.StartsWith("best single", StringComparison.Ordinal) ? "best single module (oracle)"
+            : method.StartsWith("hand-set", StringComparison.Ordinal) ? string.Join(' ', method.Split(' ').Take(2)) + " needed modules (ceiling)"
+            : method.StartsWith("uniform", StringComparison.Ordinal) ? "uniform 1/K" : method;
+        foreach (var method in report.Rows.Where(r => r.Budget is null).Select(r => Baseline(r.Method)).Distinct())
         {
-            var cells = tasks.Select(t => report.Rows.FirstOrDefault(r => r.Task == t && r.Budget is null && r.Method.Split(" (")[0] == method) is { } r
+            var cells = tasks.Select(t => report.Rows.FirstOrDefault(r => r.Task == t && r.Budget is null && Baseline(r.Method) == method) is { } r
                 ? r.MeanExactMatch.ToString("F2", inv) : "");
             text.AppendLine(inv, $"| {method} | {string.Join(" | ", cells)} |");
         }
