@@ -13,8 +13,16 @@ namespace LoraHub.Core.Optimization;
 /// minimized in the box intersected with cubes of radius Δ/2, Δ and 2Δ around the best point (projected coordinate
 /// descent; exact on each coordinate); Δ becomes the radius that improved, or halves when none did.</item>
 /// </list>
-/// Rounds at n = 20, m = 4 and budget 40: 1 + 1 + 3 = 5. Deterministic, no random numbers (the seed is unused): every
-/// point is a pure function of the told values, so it replays.
+/// Rounds at n = 20, m = 4 and budget 40: 1 + 1 + 3 = 5.
+///
+/// "quadratic-greedy" (the default, docs/search.md) probes in <see cref="GreedyProbeRounds"/> rounds instead, each from
+/// the best point so far, so modules that help accumulate as in Powell's serial start (a pair of needed modules in
+/// different rounds ends up at +0.5 each, where the merge gives each 0.5); its model covers the weights the best point
+/// moved, then the best probes, and its design adds the single steps from the start it lacks. Rounds at n = 20 and
+/// budget 40: 4 + 1 + 3 = 8; at budget 20 it stops after its probe rounds (4).
+///
+/// Deterministic, no random numbers (the seed is unused): every point is a pure function of the told values, so it
+/// replays; a smaller budget asks a prefix of a larger one's points.
 /// </summary>
 internal sealed class RankedQuadratic : OptimizerBase
 {
