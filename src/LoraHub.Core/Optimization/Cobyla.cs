@@ -20,6 +20,12 @@ namespace LoraHub.Core.Optimization;
 ///    vertex switch (label 140). This differs from Powell only when some start + rhobeg e_i is better than
 ///    the start: Powell then moves on from that better point (start + rhobeg e_i + rhobeg e_j ...).
 ///  - "cobyla": Powell's sequential start, bit-identical to scipy's COBYLA for the same problem.
+///  - "cobyla-greedy" (startBlock &gt; 0): Powell's greedy accumulation in a few parallel rounds. The coordinates are
+///    split into blocks of startBlock; round 1 asks the start and start + rhobeg e_i for the first block, and every
+///    later round probes its block one step from the best point so far (the best probe of a round, if it beats the
+///    best so far, becomes the base of the next round, as Powell's pole moves to an improving vertex). The n + 1
+///    points form the initial simplex (displacements rhobeg (e_j + the accepted steps before j's round): triangular,
+///    so never singular), the best of them becomes the pole through label 140, and Powell's iterations follow.
 /// After the start, one point at a time.
 ///
 /// rhoend is 1e-4 (scipy's default tol), or rhobeg if that is smaller. Objective values above 2^100
@@ -32,13 +38,15 @@ internal sealed class Cobyla : OptimizerBase
     private const double HugeFun = 1.2676506002282294e30; // 2^100
 
     private readonly bool parallelStart;
+    private readonly int startBlock;
     private readonly IEnumerator<double[][]> run;
     private double[] told = [];
     private double[][]? next;
 
-    public Cobyla(OptimizerSettings settings, bool parallelStart) : base(settings)
+    public Cobyla(OptimizerSettings settings, bool parallelStart, int startBlock = 0) : base(settings)
     {
         this.parallelStart = parallelStart;
+        this.startBlock = startBlock;
         RhoBeg = settings.InitialStep;
         RhoEnd = Math.Min(DefaultRhoEnd, RhoBeg);
         run = Run();
@@ -117,6 +125,68 @@ internal sealed class Cobyla : OptimizerBase
         }
         jdrop = np;
         ibrnch = 0;
+
+        if (startBlock > 0)
+        {
+            // Greedy start in rounds of startBlock probes, each from the best point so far.
+            var vertex = new double[np + 1][]; // 0: the start; j: the probe of coordinate j (1-based, unclipped)
+            var fx = new double[np + 1];
+            var based = (double[])x.Clone();
+            double fbase = double.PositiveInfinity;
+            for (int j0 = 1; j0 <= n; j0 += startBlock)
+            {
+                int j1 = Math.Min(n, j0 + startBlock - 1);
+                var round = new List<(int Column, double[] X)>();
+                if (j0 == 1) round.Add((0, (double[])x.Clone()));
+                for (int j = j0; j <= j1; j++)
+                {
+                    var xj = (double[])based.Clone();
+                    xj[j] += rho;
+                    round.Add((j, xj));
+                }
+                int count = Math.Min(round.Count, maxfun - nfvals);
+                yield return round.Take(count).Select(r => ToPoint(r.X)).ToArray();
+                nfvals += count;
+                for (int i = 0; i < count; i++)
+                {
+                    vertex[round[i].Column] = round[i].X;
+                    fx[round[i].Column] = told[i];
+                }
+                if (count < round.Count) goto L600; // the budget ended inside the initial simplex
+                for (int i = 0; i < count; i++)
+                {
+                    if (told[i] < fbase)
+                    {
+                        fbase = told[i];
+                        based = round[i].X;
+                    }
+                }
+            }
+            // The simplex: the start in the pole column, every probe's displacement from it in its own column.
+            var displacement = new double[n, n];
+            for (int j = 1; j <= n; j++)
+            for (int i = 1; i <= n; i++)
+            {
+                sim[i, j] = vertex[j][i] - x[i];
+                displacement[i - 1, j - 1] = sim[i, j];
+            }
+            var inverse = Invert(displacement);
+            for (int i = 1; i <= n; i++)
+            for (int j = 1; j <= n; j++)
+                simi[i, j] = inverse[i - 1, j - 1];
+            for (int j = 0; j <= n; j++)
+            {
+                Constraints(vertex[j], con);
+                resmax = 0;
+                for (int k = 1; k <= m; k++) resmax = Math.Max(resmax, -con[k]);
+                int column = j == 0 ? np : j;
+                for (int k = 1; k <= m; k++) datmat[k, column] = con[k];
+                datmat[mp, column] = fx[j];
+                datmat[mpp, column] = resmax;
+            }
+            ibrnch = 1;
+            goto L140; // label 140 switches the best vertex into the pole position
+        }
 
         if (parallelStart)
         {
@@ -516,6 +586,47 @@ internal sealed class Cobyla : OptimizerBase
     // Normal return (RHO reached RHOEND), the MAXFUN limit, or a rounding-error return.
     L600:
         yield break;
+    }
+
+    /// <summary>The inverse of a nonsingular square matrix (Gauss-Jordan elimination with partial pivoting).</summary>
+    internal static double[,] Invert(double[,] matrix)
+    {
+        int n = matrix.GetLength(0);
+        var a = (double[,])matrix.Clone();
+        var inv = new double[n, n];
+        for (int i = 0; i < n; i++) inv[i, i] = 1;
+        for (int col = 0; col < n; col++)
+        {
+            int pivot = col;
+            for (int r = col + 1; r < n; r++)
+                if (Math.Abs(a[r, col]) > Math.Abs(a[pivot, col])) pivot = r;
+            if (a[pivot, col] == 0) throw new InvalidOperationException("Internal error: the initial simplex is singular.");
+            if (pivot != col)
+            {
+                for (int c = 0; c < n; c++)
+                {
+                    (a[col, c], a[pivot, c]) = (a[pivot, c], a[col, c]);
+                    (inv[col, c], inv[pivot, c]) = (inv[pivot, c], inv[col, c]);
+                }
+            }
+            double d = a[col, col];
+            for (int c = 0; c < n; c++)
+            {
+                a[col, c] /= d;
+                inv[col, c] /= d;
+            }
+            for (int r = 0; r < n; r++)
+            {
+                if (r == col || a[r, col] == 0) continue;
+                double factor = a[r, col];
+                for (int c = 0; c < n; c++)
+                {
+                    a[r, c] -= factor * a[col, c];
+                    inv[r, c] -= factor * inv[col, c];
+                }
+            }
+        }
+        return inv;
     }
 
     /// <summary>Working arrays of TRSTLP, allocated once.</summary>

@@ -35,6 +35,13 @@ public sealed class ToyRandom(ulong seed)
 /// </summary>
 public sealed record ToyTask(string Name, string Description, IReadOnlyList<string> Parts, Func<char, char> Map)
 {
+    /// <summary>
+    /// The characters the map changes (null: every letter and digit it does not leave alone). A task whose map
+    /// touches only part of a token type (the half-rotations) draws inputs that hold at least one touched character,
+    /// so that its output still always differs from its input.
+    /// </summary>
+    public Func<char, bool>? Touches { get; init; }
+
     public string Apply(string input) => string.Concat(input.Select(Map));
 }
 
@@ -70,13 +77,26 @@ public static class ToyTasks
     private static bool IsLetter(char c) => c is >= 'a' and <= 'j';
     private static bool IsDigit(char c) => c is >= '0' and <= '9';
 
-    private static ToyTask OnLetters(string name, string description, Func<int, int> f) =>
-        new(name, description, [name], c => IsLetter(c) ? Letter(f(c - 'a')) : c);
+    private static ToyTask OnLetters(string name, string description, Func<int, int> f, Func<int, bool>? touches = null) =>
+        new(name, description, [name], c => IsLetter(c) ? Letter(f(c - 'a')) : c) { Touches = c => IsLetter(c) && (touches?.Invoke(c - 'a') ?? true) };
 
-    private static ToyTask OnDigits(string name, string description, Func<int, int> f) =>
-        new(name, description, [name], c => IsDigit(c) ? Digit(f(c - '0')) : c);
+    private static ToyTask OnDigits(string name, string description, Func<int, int> f, Func<int, bool>? touches = null) =>
+        new(name, description, [name], c => IsDigit(c) ? Digit(f(c - '0')) : c) { Touches = c => IsDigit(c) && (touches?.Invoke(c - '0') ?? true) };
 
-    /// <summary>The pool: four letter maps and four digit maps, each trained as one LoRA module.</summary>
+    /// <summary>
+    /// The pool: 24 per-token maps, each trained as one LoRA module, so that a composition of K = 20 (the paper's) has
+    /// to find the one to three modules a held-out task needs among distractors and keep the rest near 0:
+    /// <list type="bullet">
+    /// <item>the first 8 (four letter maps, four digit maps) are the original hub's;</item>
+    /// <item>more maps on one token type: +2 and +5 on letters and on digits, and the rotations of the low digits
+    /// (0→1→2→3→4→0) and of the high digits (5→…→9→5), which the three-module held-out task needs, and of the low and
+    /// high letters;</item>
+    /// <item>near-duplicates: maps that agree with shift_letters or inc_digits on 9 of 10 characters (j→i, 9→8), and
+    /// mirror_letters and inc_digits again, trained from other data (the same map, a slightly different B);</item>
+    /// <item>distractors that touch both types or change a token's type (letters↔digits, swap and mirror of both):
+    /// any weight on them hurts every held-out task.</item>
+    /// </list>
+    /// </summary>
     public static IReadOnlyList<ToyTask> Pool { get; } =
     [
         OnLetters("shift_letters", "each letter becomes the next one (a→b, …, j→a); digits stay", i => i + 1),
@@ -87,7 +107,31 @@ public static class ToyTasks
         OnDigits("dec_digits", "each digit is decremented (0→9, 1→0, …); letters stay", i => i - 1),
         OnDigits("mirror_digits", "each digit d becomes 9 − d; letters stay", i => 9 - i),
         OnDigits("swap_digits", "digits swap in pairs (0↔1, 2↔3, …, 8↔9); letters stay", i => i ^ 1),
+        OnLetters("shift2_letters", "each letter moves two on (a→c, …, j→b); digits stay", i => i + 2),
+        OnLetters("half_letters", "each letter moves five on (a↔f, b↔g, …); digits stay", i => i + 5),
+        OnDigits("inc2_digits", "each digit is incremented by two (0→2, …, 9→1); letters stay", i => i + 2),
+        OnDigits("half_digits", "each digit d becomes d + 5 mod 10; letters stay", i => i + 5),
+        OnDigits("rotate_low_digits", "the digits 0–4 rotate (0→1→2→3→4→0); 5–9 and letters stay", i => i < 5 ? (i + 1) % 5 : i, i => i < 5),
+        OnDigits("rotate_high_digits", "the digits 5–9 rotate (5→6→7→8→9→5); 0–4 and letters stay", i => i >= 5 ? 5 + (i - 4) % 5 : i, i => i >= 5),
+        OnLetters("rotate_low_letters", "the letters a–e rotate (a→b→c→d→e→a); f–j and digits stay", i => i < 5 ? (i + 1) % 5 : i, i => i < 5),
+        OnLetters("rotate_high_letters", "the letters f–j rotate (f→g→h→i→j→f); a–e and digits stay", i => i >= 5 ? 5 + (i - 4) % 5 : i, i => i >= 5),
+        OnLetters("shift_letters_near", "like shift_letters but j→i (a→b, …, i→j, j→i); digits stay", i => i < 9 ? i + 1 : 8),
+        OnDigits("inc_digits_near", "like inc_digits but 9→8 (0→1, …, 8→9, 9→8); letters stay", i => i < 9 ? i + 1 : 8),
+        Duplicate(OnLetters("mirror_letters", "", i => 9 - i), "mirror_letters_dup"),
+        Duplicate(OnDigits("inc_digits", "", i => i + 1), "inc_digits_dup"),
+        new("letters_to_digits", "each letter becomes the digit of its rank (a→0, …, j→9); digits stay", ["letters_to_digits"],
+            c => IsLetter(c) ? Digit(c - 'a') : c) { Touches = IsLetter },
+        new("digits_to_letters", "each digit becomes the letter of its rank (0→a, …, 9→j); letters stay", ["digits_to_letters"],
+            c => IsDigit(c) ? Letter(c - '0') : c) { Touches = IsDigit },
+        new("swap_all", "letters and digits both swap in pairs (a↔b, …, 0↔1, …)", ["swap_all"],
+            c => IsLetter(c) ? Letter((c - 'a') ^ 1) : Digit((c - '0') ^ 1)) { Touches = c => IsLetter(c) || IsDigit(c) },
+        new("mirror_all", "letters and digits are both mirrored (a↔j, …, 0↔9, …)", ["mirror_all"],
+            c => IsLetter(c) ? Letter(9 - (c - 'a')) : Digit(9 - (c - '0'))) { Touches = c => IsLetter(c) || IsDigit(c) },
     ];
+
+    /// <summary>A second module of the same map under another name: trained from its own data stream (the name seeds it).</summary>
+    private static ToyTask Duplicate(ToyTask original, string name) =>
+        original with { Name = name, Parts = [name], Description = $"the same map as {original.Name}, a second module trained from other examples" };
 
     public static ToyTask PoolTask(string name) =>
         Pool.FirstOrDefault(t => t.Name == name) ?? throw new ArgumentException($"no toy pool task '{name}'");
@@ -96,6 +140,19 @@ public static class ToyTasks
     public static ToyTask Combine(string name, ToyTask letters, ToyTask digits) =>
         new(name, $"{letters.Description.Split(';')[0]}, and {digits.Description.Split(';')[0]}", [letters.Name, digits.Name],
             c => IsLetter(c) ? letters.Map(c) : digits.Map(c));
+
+    /// <summary>
+    /// A task that applies maps on disjoint sets of characters together (one module each): every character goes
+    /// through the part that touches it, or stays. With two parts, a letter map and a digit map, this is <see cref="Combine"/>.
+    /// </summary>
+    public static ToyTask CombineAll(string name, IReadOnlyList<ToyTask> parts)
+    {
+        foreach (var c in Letters + Digits)
+            if (parts.Count(p => p.Touches?.Invoke(c) ?? p.Map(c) != c) > 1)
+                throw new ArgumentException($"{name}: the parts {string.Join(", ", parts.Select(p => p.Name))} overlap on '{c}'");
+        return new(name, string.Join(", and ", parts.Select(p => p.Description.Split(';')[0])), parts.Select(p => p.Name).ToList(),
+            c => parts.FirstOrDefault(p => p.Touches?.Invoke(c) ?? p.Map(c) != c) is { } part ? part.Map(c) : c);
+    }
 
     /// <summary>The identity: what the base model is pretrained on.</summary>
     public static ToyTask Copy { get; } = new("copy", "copy the string", [], c => c);
@@ -131,6 +188,8 @@ public static class ToyTasks
         {
             if (++attempts > count * 1000) throw new InvalidOperationException($"cannot draw {count} distinct examples of {task.Name}");
             var input = RandomString(random, minLength, maxLength, mixed: true);
+            // Every mixed string holds a letter and a digit, so this only rejects inputs of the half-rotations.
+            if (task.Touches is { } touches && !input.Any(touches)) continue;
             if (!seen.Add(input)) continue;
             examples.Add(new Example(input, task.Apply(input)));
         }

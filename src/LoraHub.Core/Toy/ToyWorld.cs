@@ -120,7 +120,7 @@ public sealed record ToyWorldOptions
             throw new ArgumentException("KeyValueHeads must divide the 4 attention heads (1, 2 or 4)");
         var pool = PoolTasks ?? ToyTasks.Pool.Select(t => t.Name).ToList();
         foreach (var name in pool) ToyTasks.PoolTask(name);
-        foreach (var needed in ToyWorld.HeldOutDefinitions.SelectMany(h => h.Modules))
+        foreach (var needed in ToyWorld.HeldOutDefinitions.Where(h => h.Required).SelectMany(h => h.Modules))
             if (!pool.Contains(needed)) throw new ArgumentException($"the pool must include '{needed}' (a held-out task needs it)");
         if (MinLength < 2 || MaxLength < MinLength || MaxLength > BaseMaxLength)
             throw new ArgumentException("task lengths must satisfy 2 <= MinLength <= MaxLength <= BaseMaxLength");
@@ -134,7 +134,7 @@ public sealed record ToyPoolModule(string Name, string Description, string Modul
 
 /// <summary>
 /// A held-out task: 5 training examples (what LoraHub sees) and 100 test examples. Kind "retrieval" needs one
-/// pool module, "combination" two. BaseExactMatch is the base model alone; OracleExactMatch the LoraHub merge of the
+/// pool module, "combination" two or three. BaseExactMatch is the base model alone; OracleExactMatch the LoraHub merge of the
 /// needed modules with hand-set weights 1/sqrt(k) each (with one shared A the merge is (Σw)·Σ w_i ΔW_i, so k equal
 /// weights of 1/sqrt(k) give the plain sum of the k deltas): a ceiling for what a search can find.
 /// </summary>
@@ -148,7 +148,8 @@ public sealed record ToyWorldTimings(double BaseTrain, double BaseEvaluate, IRea
 /// The toy LoraHub world: a tiny base model (a T5, or a decoder-only Llama) pretrained only to copy mixed strings
 /// of letters a–j and digits 0–9, a pool of LoRA modules, each trained on one per-token map that touches one token
 /// type, all from one shared frozen A (so the paper's A/B-separate merge can combine them), and held-out tasks that
-/// need one module (retrieval) or two together (combination). Layout: base/ (Hugging Face folder), modules/{task}/
+/// need one module (retrieval) or two or three together (combination). The default pool has 24 modules (see
+/// <see cref="ToyTasks.Pool"/>), so a composition of the paper's K = 20 holds many distractors. Layout: base/ (Hugging Face folder), modules/{task}/
 /// (PEFT folders, with their train.jsonl and test.jsonl), tasks/{task}/train.jsonl (5) and test.jsonl (100),
 /// world.json. The decoder-only world writes every input with <see cref="ToyTasks.InputEnd"/> appended.
 /// </summary>
@@ -159,10 +160,10 @@ public sealed class ToyWorld
     public static readonly IReadOnlyList<string> Families = [T5, Llama];
 
     /// <summary>Changes whenever the T5 world's recipe changes, so an old cached world is rebuilt.</summary>
-    public const string Version = "toyhub-1";
+    public const string Version = "toyhub-2";
 
     /// <summary>The same for the decoder-only world (its own cache folder, so both worlds coexist).</summary>
-    public const string LlamaVersion = "toyhub-llama-1";
+    public const string LlamaVersion = "toyhub-llama-2";
 
     public const string WorldFile = "world.json";
 
@@ -180,14 +181,30 @@ public sealed class ToyWorld
     /// <summary>What a family's world appends to every input ("" for T5, whose encoder sees the input alone).</summary>
     public static string InputSuffixOf(string family) => family == Llama ? ToyTasks.InputEnd : "";
 
-    internal sealed record HeldOutDefinition(string Name, string Kind, IReadOnlyList<string> Modules);
+    /// <summary>A held-out task; an optional one is built only when the pool holds the modules it needs.</summary>
+    internal sealed record HeldOutDefinition(string Name, string Kind, IReadOnlyList<string> Modules, bool Required = true)
+    {
+        /// <summary>The task's map: the one pool map it retrieves, or its modules' maps applied together.</summary>
+        public ToyTask Task() => Modules.Count switch
+        {
+            1 => ToyTasks.PoolTask(Modules[0]) with { Name = Name },
+            2 => ToyTasks.Combine(Name, ToyTasks.PoolTask(Modules[0]), ToyTasks.PoolTask(Modules[1])),
+            _ => ToyTasks.CombineAll(Name, Modules.Select(ToyTasks.PoolTask).ToList()),
+        };
+    }
 
     internal static readonly IReadOnlyList<HeldOutDefinition> HeldOutDefinitions =
     [
         new("retrieval_mirror_letters", "retrieval", ["mirror_letters"]),
         new("shift_letters_inc_digits", "combination", ["shift_letters", "inc_digits"]),
         new("mirror_letters_inc_digits", "combination", ["mirror_letters", "inc_digits"]),
+        // Three modules: no pool module maps all digits this way (inc_digits agrees except on 4 and 9: a partial trap).
+        new("shift_letters_rotate_digits", "combination", ["shift_letters", "rotate_low_digits", "rotate_high_digits"], Required: false),
     ];
+
+    /// <summary>The held-out tasks a pool of these module names supports.</summary>
+    internal static IEnumerable<HeldOutDefinition> HeldOutFor(IReadOnlyCollection<string> pool) =>
+        HeldOutDefinitions.Where(h => h.Modules.All(pool.Contains));
 
     public string Directory { get; }
     public int Seed { get; }
@@ -463,12 +480,10 @@ public sealed class ToyWorld
             // 3. Held-out tasks: 5 examples to compose from, 100 to test; none of their inputs was seen in training.
             clock.Restart();
             var heldOut = new List<ToyHeldOutTask>();
-            foreach (var definition in HeldOutDefinitions)
+            foreach (var definition in HeldOutFor(poolNames))
             {
                 cancel.ThrowIfCancellationRequested();
-                var task = definition.Kind == "retrieval"
-                    ? ToyTasks.PoolTask(definition.Modules[0]) with { Name = definition.Name }
-                    : ToyTasks.Combine(definition.Name, ToyTasks.PoolTask(definition.Modules[0]), ToyTasks.PoolTask(definition.Modules[1]));
+                var task = definition.Task();
                 var seen = definition.Modules.SelectMany(m => seenInputs[m]).ToHashSet();
                 var train = ToyTasks.Sample(task, options.FewShotExamples, seed, "held-out-train", options.MinLength, options.MaxLength, seen);
                 var test = ToyTasks.Sample(task, options.TestExamples, seed, "held-out-test", options.MinLength, options.MaxLength,

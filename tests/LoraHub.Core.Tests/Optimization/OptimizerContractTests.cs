@@ -14,9 +14,10 @@ public sealed class OptimizerContractTests
         new(name, dimension, budget, Seed: seed);
 
     [Fact]
-    public void Names_are_the_four_optimizers()
+    public void Names_are_the_eight_optimizers()
     {
-        Assert.Equal(["cobyla", "cobyla-parallel", "cmaes", "random"], Optimizers.Names);
+        Assert.Equal(["cobyla", "cobyla-parallel", "cmaes", "random", "cobyla-ranked", "cobyla-greedy", "quadratic-ranked", "quadratic-greedy"], Optimizers.Names);
+        Assert.Contains(Optimizers.Default, Optimizers.Names);
     }
 
     [Theory, MemberData(nameof(AllNames))]
@@ -36,8 +37,8 @@ public sealed class OptimizerContractTests
         var b = Run(Settings(name, seed: 2), Mixed);
         bool identical = a.Points.Count == b.Points.Count
             && a.Points.Zip(b.Points).All(p => p.First.SequenceEqual(p.Second));
-        if (name.StartsWith("cobyla", StringComparison.Ordinal))
-            Assert.True(identical, "COBYLA uses no random numbers: the seed must not matter");
+        if (name is not ("cmaes" or "random"))
+            Assert.True(identical, "COBYLA and the ranked searches use no random numbers: the seed must not matter");
         else
             Assert.False(identical, "a different seed must give different points");
     }
@@ -104,11 +105,25 @@ public sealed class OptimizerContractTests
             Assert.True(trace.Points.Count <= budget, $"{trace.Points.Count} points asked with budget {budget}");
             Assert.True(optimizer.IsDone);
             Assert.Empty(optimizer.Ask());
-            if (name != "cobyla" && name != "cobyla-parallel")
+            if (!name.StartsWith("cobyla", StringComparison.Ordinal)) // the COBYLA variants may converge early
                 Assert.Equal(budget, optimizer.Evaluations); // these never converge that early
         }
         var small = Optimizers.Create(Settings(name, budget: 3));
         Assert.Equal(name == "cobyla" ? 1 : 3, small.Ask().Count);
+    }
+
+    [Theory, MemberData(nameof(AllNames))]
+    public void A_smaller_budget_asks_a_prefix_of_a_larger_budgets_points(string name)
+    {
+        // The demo's --budgets runs each composition once at the largest budget and reads the smaller ones off its
+        // prefix: valid only because the budget never changes what is asked, only where it stops.
+        var full = Run(new OptimizerSettings(name, 20, 40, Seed: 3), Mixed);
+        foreach (int budget in new[] { 10, 20, 21, 30 })
+        {
+            var part = Run(new OptimizerSettings(name, 20, budget, Seed: 3), Mixed);
+            Assert.Equal(budget, part.Points.Count);
+            AssertSamePoints(full.Points.Take(budget).ToList(), part.Points);
+        }
     }
 
     [Theory, MemberData(nameof(AllNames))]

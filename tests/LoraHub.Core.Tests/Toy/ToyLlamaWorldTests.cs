@@ -37,7 +37,7 @@ public sealed class ToyLlamaWorldTests(TinyLlamaWorldFixture fx) : IClassFixture
         Assert.Equal(ToyWorld.Llama, w.Family);
         Assert.False(w.FromCache);
         var json = JsonNode.Parse(File.ReadAllText(Path.Combine(fx.Directory, ToyWorld.WorldFile)))!;
-        Assert.Equal("toyhub-llama-1", json["version"]!.GetValue<string>());
+        Assert.Equal("toyhub-llama-2", json["version"]!.GetValue<string>());
         Assert.Equal(ToyWorld.LlamaVersion, ToyWorld.VersionOf(ToyWorld.Llama));
         Assert.Equal("llama", json["family"]!.GetValue<string>());
         Assert.Equal("=", json["input_suffix"]!.GetValue<string>());

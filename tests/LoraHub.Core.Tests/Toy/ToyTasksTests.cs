@@ -13,27 +13,70 @@ public sealed class ToyTasksTests
     }
 
     [Fact]
-    public void The_pool_has_eight_distinct_per_token_maps()
+    public void The_pool_has_24_modules_the_original_8_first_and_two_duplicates()
     {
-        Assert.Equal(8, ToyTasks.Pool.Count);
-        Assert.Equal(8, ToyTasks.Pool.Select(t => t.Name).Distinct().Count());
+        Assert.Equal(24, ToyTasks.Pool.Count);
+        Assert.Equal(24, ToyTasks.Pool.Select(t => t.Name).Distinct().Count());
+        Assert.Equal(["shift_letters", "unshift_letters", "mirror_letters", "swap_letters", "inc_digits", "dec_digits", "mirror_digits", "swap_digits"],
+            ToyTasks.Pool.Take(8).Select(t => t.Name));
         var all = ToyTasks.Letters + ToyTasks.Digits;
-        var images = ToyTasks.Pool.Select(t => t.Apply(all)).ToList();
-        Assert.Equal(8, images.Distinct().Count());
+        var images = ToyTasks.Pool.ToDictionary(t => t.Name, t => t.Apply(all));
+        Assert.Equal(22, images.Values.Distinct().Count()); // only the two duplicates repeat a map
+        Assert.Equal(images["mirror_letters"], images["mirror_letters_dup"]);
+        Assert.Equal(images["inc_digits"], images["inc_digits_dup"]);
+        // The near-duplicates differ from their originals on one character only.
+        Assert.Equal(1, images["shift_letters"].Zip(images["shift_letters_near"]).Count(p => p.First != p.Second));
+        Assert.Equal(1, images["inc_digits"].Zip(images["inc_digits_near"]).Count(p => p.First != p.Second));
     }
 
     [Theory]
     [MemberData(nameof(PoolNames))]
-    public void Each_pool_task_touches_one_token_type_without_fixed_points(string name)
+    public void Each_pool_task_changes_exactly_the_characters_it_touches(string name)
     {
         var task = ToyTasks.PoolTask(name);
-        var letters = task.Apply(ToyTasks.Letters);
-        var digits = task.Apply(ToyTasks.Digits);
-        var onLetters = letters != ToyTasks.Letters;
-        Assert.NotEqual(onLetters, digits != ToyTasks.Digits); // exactly one type changes
-        var (source, image, alphabet) = onLetters ? (ToyTasks.Letters, letters, ToyTasks.Letters) : (ToyTasks.Digits, digits, ToyTasks.Digits);
-        for (var i = 0; i < source.Length; i++) Assert.NotEqual(source[i], image[i]);
-        Assert.All(image, c => Assert.Contains(c, alphabet));
+        Assert.NotNull(task.Touches);
+        foreach (var c in ToyTasks.Letters + ToyTasks.Digits)
+            Assert.Equal(task.Touches!(c), task.Map(c) != c);
+        Assert.All(task.Apply(ToyTasks.Letters + ToyTasks.Digits), c => Assert.Contains(c, ToyTasks.Letters + ToyTasks.Digits));
+    }
+
+    [Fact]
+    public void The_original_eight_touch_one_token_type_without_fixed_points()
+    {
+        foreach (var task in ToyTasks.Pool.Take(8))
+        {
+            var letters = task.Apply(ToyTasks.Letters);
+            var digits = task.Apply(ToyTasks.Digits);
+            var onLetters = letters != ToyTasks.Letters;
+            Assert.NotEqual(onLetters, digits != ToyTasks.Digits); // exactly one type changes
+            var (source, image, alphabet) = onLetters ? (ToyTasks.Letters, letters, ToyTasks.Letters) : (ToyTasks.Digits, digits, ToyTasks.Digits);
+            for (var i = 0; i < source.Length; i++) Assert.NotEqual(source[i], image[i]);
+            Assert.All(image, c => Assert.Contains(c, alphabet));
+        }
+    }
+
+    [Fact]
+    public void The_three_module_task_combines_disjoint_maps_and_overlaps_are_refused()
+    {
+        var parts = new[] { "shift_letters", "rotate_low_digits", "rotate_high_digits" }.Select(ToyTasks.PoolTask).ToList();
+        var task = ToyTasks.CombineAll("t", parts);
+        Assert.Equal("b0j5", task.Apply("a4i9"));
+        Assert.Equal("c2d7", task.Apply("b1c6"));
+        Assert.Equal(["shift_letters", "rotate_low_digits", "rotate_high_digits"], task.Parts);
+        // inc_digits agrees except on 4 and 9: the partial trap the held-out task sets.
+        Assert.Equal("b5j0", ToyTasks.Combine("c", parts[0], ToyTasks.PoolTask("inc_digits")).Apply("a4i9"));
+        Assert.Throws<ArgumentException>(() => ToyTasks.CombineAll("x", [ToyTasks.PoolTask("inc_digits"), parts[1]]));
+        Assert.Equal(4, LoraHub.Core.Toy.ToyWorld.HeldOutFor(ToyTasks.Pool.Select(t => t.Name).ToList()).Count());
+        Assert.Equal(3, LoraHub.Core.Toy.ToyWorld.HeldOutFor(ToyTasks.Pool.Take(8).Select(t => t.Name).ToList()).Count());
+    }
+
+    [Fact]
+    public void Half_rotation_samples_always_hold_a_touched_character()
+    {
+        var task = ToyTasks.PoolTask("rotate_high_digits");
+        var examples = ToyTasks.Sample(task, 300, 2, "check");
+        Assert.All(examples, e => Assert.Contains(e.Input, c => c is >= '5' and <= '9'));
+        Assert.All(examples, e => Assert.NotEqual(e.Input, e.Output));
     }
 
     [Fact]
