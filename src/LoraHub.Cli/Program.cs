@@ -1,3 +1,4 @@
+using LoraHub.Experiments.Bbh;
 using System.CommandLine;
 using LoraHub.Cli;
 using LoraHub.Cli.Commands;

@@ -1,3 +1,4 @@
+using LoraHub.Experiments.Bbh;
 using System.CommandLine;
 using System.Globalization;
 using System.Text.Json;

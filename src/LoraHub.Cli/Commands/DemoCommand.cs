@@ -5,7 +5,7 @@ using System.Text.Json;
 using LoraHub.Core.Composition;
 using LoraHub.Core.Lora;
 using LoraHub.Core.Optimization;
-using LoraHub.Core.Toy;
+using LoraHub.Experiments.Toy;
 using Spectre.Console;
 
 namespace LoraHub.Cli.Commands;

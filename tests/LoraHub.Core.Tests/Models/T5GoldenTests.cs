@@ -7,29 +7,6 @@ using static TorchSharp.torch;
 
 namespace LoraHub.Core.Tests.Models;
 
-/// <summary>One loaded tiny-t5 and its three adapters, shared by the golden tests.</summary>
-public sealed class TinyT5Fixture : IDisposable
-{
-    public ISeq2SeqModel Model { get; } = ModelLoader.LoadSeq2Seq(Fixtures.TinyT5);
-    public IReadOnlyList<LoraModule> Modules { get; } = Enumerable.Range(0, 3).Select(i => LoraModule.Load(Fixtures.Adapter(i))).ToList();
-    public ComposedModel Composed { get; }
-    public TinyT5Fixture() => Composed = new ComposedModel(Model, Modules);
-    public static readonly IReadOnlyDictionary<string, double[]> Mixes = new Dictionary<string, double[]>
-    {
-        ["lora_0"] = [1, 0, 0], ["lora_1"] = [0, 1, 0], ["lora_2"] = [0, 0, 1], ["lorahub"] = [0.5, -0.3, 1.2],
-    };
-    public void Use(string mix)
-    {
-        if (mix == "base") Composed.Clear(); else Composed.SetWeights(Mixes[mix]);
-    }
-    public void Dispose()
-    {
-        Composed.Dispose();
-        foreach (var m in Modules) m.Dispose();
-        Model.Dispose();
-    }
-}
-
 [CollectionDefinition("tiny-t5")]
 public sealed class TinyT5Collection : ICollectionFixture<TinyT5Fixture>;
 
