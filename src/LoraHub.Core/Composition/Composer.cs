@@ -42,7 +42,10 @@ public sealed record CompositionSettings
         if (!MergeModes.Names.Contains(Merge))
             throw new CompositionException($"unknown merge mode '{Merge}' (known: {string.Join(", ", MergeModes.Names)})");
         if (!(Lower < Upper)) throw new CompositionException($"weight bounds [{Lower}, {Upper}] are empty");
-        if (L1 < 0) throw new CompositionException("the L1 coefficient cannot be negative");
+        if (!(L1 >= 0) || !double.IsFinite(L1)) throw new CompositionException($"the L1 coefficient must be a finite number >= 0 (got {L1})");
+        if (!double.IsFinite(Lower) || !double.IsFinite(Upper)) throw new CompositionException($"weight bounds [{Lower}, {Upper}] must be finite");
+        if (Population is < 1) throw new CompositionException($"the population must be at least 1 (got {Population})");
+        if (MaxTokens < 2) throw new CompositionException($"max tokens must be at least 2 (got {MaxTokens})");
     }
 }
 
