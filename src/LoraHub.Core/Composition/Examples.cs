@@ -52,8 +52,9 @@ public static class ExampleFile
         if (!File.Exists(path)) throw new ExampleFormatException($"{path}: examples file does not exist");
         limits ??= ExampleLimits.Default;
         using var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 16);
-        // A BBH task file is one JSON document (a '{' first, over many lines): read it whole when it is of a sane size.
-        if (FirstMeaningfulByte(stream) == '{' && stream.Length <= ExampleLimits.MaxDocumentBytes)
+        // A BBH task file is one JSON document {"examples": [...]}: read it whole when it is of a sane size. JSON lines
+        // (whose first line is a complete value without "examples") are streamed, never read whole.
+        if (FirstMeaningfulByte(stream) == '{' && stream.Length <= ExampleLimits.MaxDocumentBytes && IsDocument(stream, limits))
         {
             stream.Position = 0;
             var bytes = new byte[stream.Length];
@@ -148,6 +149,25 @@ public static class ExampleFile
             var at = e.Index >= 0 ? e.Index : 0;
             var line = wholeFile ? firstLine + bytes.AsSpan(offset, Math.Min(at, count)).Count((byte)'\n') : firstLine;
             throw new ExampleFormatException($"{path}: line {line} is not valid UTF-8 (invalid byte 0x{(e.BytesUnknown is { Length: > 0 } b ? b[0] : 0):x2}); save the file as UTF-8");
+        }
+    }
+
+    /// <summary>True unless the first line is a complete JSON object without an "examples" key (then: JSON lines).</summary>
+    private static bool IsDocument(Stream stream, ExampleLimits limits)
+    {
+        stream.Position = 0;
+        var buffer = new byte[(int)Math.Min(stream.Length, limits.MaxLineBytes + 1L)];
+        var read = stream.ReadAtLeast(buffer, buffer.Length, throwOnEndOfStream: false);
+        var end = Array.IndexOf(buffer, (byte)'\n', 0, read);
+        if (end < 0 && read == buffer.Length && read < stream.Length) return true; // a first line over the limit: only a document may be that long
+        try
+        {
+            using var first = JsonDocument.Parse(buffer.AsMemory(0, end < 0 ? read : end), Models.ConfigFields.StrictJson);
+            return first.RootElement.ValueKind == JsonValueKind.Object && first.RootElement.TryGetProperty("examples", out _);
+        }
+        catch (Exception e) when (e is JsonException or ArgumentException or InvalidOperationException)
+        {
+            return true; // the first line alone is not a value: a document spread over lines
         }
     }
 
