@@ -26,7 +26,7 @@ public static class PyTorchBin
     /// <summary>
     /// The most bytes an archive of this size may make the reader allocate: its storages plus every copy its views
     /// need. torch.save stores entries uncompressed, so a real state dict claims about its own size; a deflated entry of
-    /// zeros, or a hundred views copying one storage, would otherwise turn a few KB into gigabytes (found by fuzzing).
+    /// zeros, or a hundred views copying one storage, would otherwise turn a few KB into gigabytes (issue 13).
     /// </summary>
     public static long ClaimBudget(long archiveLength) => ClaimBudgetBase + ClaimBudgetPerByte * archiveLength;
 
