@@ -172,7 +172,7 @@ public sealed class HttpApiTests(FunctionsHub hub)
         { """{"task": "t", "examples": [{"input": "a", "output": "b"}], "modules": ["lora_0", "ghost"]}""", "application/json", 400, "\"ghost\" not in the hub" },
         { """{"task": "t", "examples": [{"input": "a", "output": "b"}], "modules": ["../lora_0"]}""", "application/json", 400, "invalid hub module name" },
         { """{"task": "t", "examples": [{"input": "a", "output": "b"}], "base": "nope"}""", "application/json", 400, "base model \"nope\" is not in the hub" },
-        { """{"task": "t", "examples": [{"input": "a", "output": "b"}], "budget": 0}""", "application/json", 400, "budget = 0 is outside" },
+        { """{"task": "t", "examples": [{"input": "a", "output": "b"}], "budget": 0}""", "application/json", 400, "budget must be at least 1 (got 0)" },
         { """{"task": "t", "examples": [{"input": "a", "output": "b"}], "budget": "many"}""", "application/json", 400, "\"budget\" must be a whole number" },
         { """{"task": "t", "examples": [{"input": "a", "output": "b"}], "modules": ["lora_0"], "k": 1}""", "application/json", 400, "not both" },
         { """{"task": "t", "examples": [{"input": "a", "output": "b"}], "colour": "red"}""", "application/json", 400, "unknown setting \"colour\"" },

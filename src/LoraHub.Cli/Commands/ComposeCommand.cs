@@ -54,6 +54,7 @@ internal static class ComposeCommand
                 MaxTokens = parse.GetValue(maxTokens),
                 Merge = parse.GetValue(merge)!,
             };
+            OptionChecks.Compose(settings);
             settings.Validate(modules.Count);
 
             var dir = parse.GetValue(baseDir)!;

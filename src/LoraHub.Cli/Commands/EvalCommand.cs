@@ -24,8 +24,8 @@ internal static class EvalCommand
         var command = new Command("eval", "Exact match of the base model or an adapter on a data file.") { baseDir, adapter, data, predictions, maxNew, batch, format };
         command.SetAction(CliErrors.Guard(parse =>
         {
-            if (parse.GetValue(maxNew) < 1) throw new UsageException("--max-new-tokens must be at least 1");
-            if (parse.GetValue(batch) < 1) throw new UsageException("--batch-size must be at least 1");
+            OptionChecks.Range("--max-new-tokens", parse.GetValue(maxNew), 1, OptionChecks.MaxNewTokens);
+            OptionChecks.Range("--batch-size", parse.GetValue(batch), 1, OptionChecks.MaxBatch);
             var set = ExampleFile.Load(parse.GetValue(data)!);
             var dir = parse.GetValue(baseDir)!;
             using var model = ModelLoader.Load(dir);

@@ -27,7 +27,7 @@ internal static class GenerateCommand
         {
             var moduleDirs = parse.GetValue(modules) ?? [];
             var w = Common.ResolveWeights(moduleDirs, parse.GetValue(weights));
-            if (parse.GetValue(maxNew) < 1) throw new UsageException("--max-new-tokens must be at least 1");
+            OptionChecks.Range("--max-new-tokens", parse.GetValue(maxNew), 1, OptionChecks.MaxNewTokens);
             var dir = parse.GetValue(baseDir)!;
             var dt = Common.ParseDType(parse.GetValue(dtype)!);
             var mode = MergeModes.Parse(parse.GetValue(merge)!);

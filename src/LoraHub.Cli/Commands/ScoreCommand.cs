@@ -32,7 +32,8 @@ internal static class ScoreCommand
         {
             var moduleDirs = parse.GetValue(modules) ?? [];
             var w = Common.ResolveWeights(moduleDirs, parse.GetValue(weights));
-            if (parse.GetValue(batch) < 1) throw new UsageException("--batch-size must be at least 1");
+            OptionChecks.Range("--batch-size", parse.GetValue(batch), 1, OptionChecks.MaxBatch);
+            OptionChecks.Finite("--l1", parse.GetValue(l1), 0, 1e6);
             var set = ExampleFile.Load(parse.GetValue(examples)!);
             var dir = parse.GetValue(baseDir)!;
             double[] losses;
@@ -44,6 +45,10 @@ internal static class ScoreCommand
                 var tokenized = set.Select(e => model.Format.Tokenize(tokenizer, e.Input, e.Output)).ToList();
                 losses = tokenized.Chunk(parse.GetValue(batch)).SelectMany(model.ExampleLosses).ToArray();
             }
+            // A composition that overflows gives NaN/Inf: an error saying so, never "loss NaN" with exit 0 (or a JSON crash).
+            var nonFinite = losses.Select((x, i) => (Loss: x, Example: i + 1)).Where(p => !double.IsFinite(p.Loss)).ToList();
+            if (nonFinite.Count > 0)
+                throw new CompositionException($"the loss is not finite ({nonFinite[0].Loss}) for {nonFinite.Count} of {losses.Length} examples (first: example {nonFinite[0].Example}); the composition overflows (weights too large?)");
             var loss = losses.Average();
             var reg = w is null ? 0.0 : parse.GetValue(l1) * w.Average(Math.Abs);
             if (parse.GetValue(format) == "json")

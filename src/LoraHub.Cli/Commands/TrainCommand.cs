@@ -61,7 +61,9 @@ internal static class TrainCommand
             {
                 throw new UsageException(e.Message);
             }
-            if (parse.GetValue(maxTokens) < 2) throw new UsageException("--max-input-tokens must be at least 2");
+            OptionChecks.Range("--max-input-tokens", parse.GetValue(maxTokens), 2, OptionChecks.MaxTokens);
+            OptionChecks.Range("--rank", options.Rank, 1, LoraHub.Core.Lora.LoraConfig.MaxRank);
+            OptionChecks.Range("--batch-size", options.BatchSize, 1, OptionChecks.MaxBatch);
             var dataPath = Path.GetFullPath(parse.GetValue(data)!);
             var outDir = Path.GetFullPath(parse.GetValue(output)!);
             var examples = ExampleFile.Load(dataPath);

@@ -37,10 +37,11 @@ public sealed record CompositionSettings
     [JsonPropertyName("batch_candidates")] public bool BatchCandidates { get; init; }
 
     /// <summary>Ranges shared by every entry point; generous for real use, tight enough that no value is absurd.</summary>
-    public const int MaxBudget = 100_000;
-    public const int MaxK = 10_000;
-    public const int MaxPopulation = 10_000;
-    public const int MaxMaxTokens = 1_000_000;
+    public const int MaxBudget = 1_000_000;
+    public const int MaxK = 100_000;
+    public const int MaxPopulation = 100_000;
+    public const int MaxMaxTokens = 1 << 20;
+    public const double MaxL1 = 1e6;
     public const double MaxBound = 100;
 
     /// <summary>K for a pool of this size.</summary>
@@ -57,7 +58,7 @@ public sealed record CompositionSettings
             throw new CompositionException($"unknown selection '{Selection}' (known: {string.Join(", ", ModuleSelector.Methods)})");
         if (!MergeModes.Names.Contains(Merge))
             throw new CompositionException($"unknown merge '{Merge}' (known: {string.Join(", ", MergeModes.Names)})");
-        Range("l1", L1, 0, 1000);
+        Range("l1", L1, 0, MaxL1);
         Range("lower", Lower, -MaxBound, MaxBound);
         Range("upper", Upper, -MaxBound, MaxBound);
         if (!(Lower < Upper)) throw new CompositionException($"weight bounds [{Lower}, {Upper}] are empty");
@@ -66,10 +67,13 @@ public sealed record CompositionSettings
         Range("max_tokens", MaxTokens, 2, MaxMaxTokens);
     }
 
+    /// <summary>Messages start with the setting's name, so each host can say it its own way (CLI: --max-tokens).</summary>
     private static void Range(string name, double value, double min, double max)
     {
-        if (!double.IsFinite(value)) throw new CompositionException(FormattableString.Invariant($"{name} = {value} is not a finite number"));
-        if (value < min || value > max) throw new CompositionException(FormattableString.Invariant($"{name} = {value} is outside [{min}, {max}]"));
+        string F(double x) => x.ToString(System.Globalization.CultureInfo.InvariantCulture);
+        if (!double.IsFinite(value)) throw new CompositionException($"{name} must be a finite number in [{F(min)}, {F(max)}] (got {F(value)})");
+        if (value < min) throw new CompositionException($"{name} must be at least {F(min)} (got {F(value)})");
+        if (value > max) throw new CompositionException($"{name} must be at most {F(max)} (got {F(value)})");
     }
 
     /// <summary>Checks the settings and that K fits the pool.</summary>

@@ -1,5 +1,6 @@
 using System.Text.Json;
 using System.Text.Json.Nodes;
+using LoraHub.Core.Models;
 using LoraHub.Core.Tensors;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -26,39 +27,45 @@ public sealed record LoraConfig(
         JsonObject json;
         try
         {
-            json = JsonNode.Parse(File.ReadAllText(path))?.AsObject()
+            json = JsonNode.Parse(File.ReadAllText(path), documentOptions: ConfigFields.StrictJson)?.AsObject()
                 ?? throw new LoraFormatException($"{path}: adapter config is empty");
         }
         catch (Exception e) when (e is JsonException or InvalidOperationException)
         {
             throw new LoraFormatException($"{path}: adapter config is not a JSON object ({e.Message})", e);
         }
-        var peftType = Str(json, "peft_type");
+        // Every field is checked by type and range: "lora_alpha": "NaN" or 1e999 is refused, never read as PEFT's default.
+        var f = new ConfigFields(json, path, message => new LoraFormatException(message));
+        var peftType = f.String("peft_type");
         if (peftType is not null && peftType != "LORA")
             throw new LoraFormatException($"{path}: peft_type is '{peftType}', only LORA adapters can be composed");
-        if (json["r"] is not JsonValue rv || !rv.TryGetValue(out int r) || r <= 0)
-            throw new LoraFormatException($"{path}: adapter config has no positive integer 'r' (the LoRA rank)");
+        if (!f.Has("r")) throw new LoraFormatException($"{path}: adapter config has no positive integer 'r' (the LoRA rank)");
+        var r = f.Int("r", 1, MaxRank);
         // PEFT's default lora_alpha is 8.
-        var alpha = json["lora_alpha"] is JsonValue av && av.TryGetValue(out double a) ? a : 8.0;
+        var alpha = f.Double("lora_alpha", 0, 1e6, 8.0, exclusiveMin: true);
         foreach (var unsupported in new[] { "rank_pattern", "alpha_pattern" })
             if (json[unsupported] is JsonObject o && o.Count > 0)
                 throw new LoraFormatException($"{path}: '{unsupported}' (per-layer ranks or alphas) is not supported");
-        if (json["fan_in_fan_out"] is JsonValue f && f.TryGetValue(out bool fanInFanOut) && fanInFanOut)
+        if (f.Bool("fan_in_fan_out", false))
             throw new LoraFormatException($"{path}: fan_in_fan_out adapters (Conv1D layers) are not supported");
-        if (json["use_dora"] is JsonValue d && d.TryGetValue(out bool dora) && dora)
+        if (f.Bool("use_dora", false))
             throw new LoraFormatException($"{path}: DoRA adapters are not supported");
-        var bias = Str(json, "bias");
+        var bias = f.String("bias");
         if (bias is not null && bias != "none")
             throw new LoraFormatException($"{path}: bias '{bias}' is not supported (only 'none')");
         var targets = json["target_modules"] switch
         {
-            JsonArray arr => arr.Select(x => x?.GetValue<string>() ?? "").ToList(),
+            null => new List<string>(),
+            JsonArray arr => arr.Select((x, i) => x is JsonValue v && v.TryGetValue(out string? name) && name.Length > 0 ? name
+                : throw f.Error($"'target_modules'[{i}]", $"is {ConfigFields.Kind(x)}, not a module name")).ToList(),
             JsonValue s when s.TryGetValue(out string? one) => [one],
-            _ => new List<string>(),
+            var other => throw f.Error("'target_modules'", $"is {ConfigFields.Kind(other)}, not a list of module names"),
         };
-        return new LoraConfig(r, alpha, json["use_rslora"] is JsonValue u && u.TryGetValue(out bool rs) && rs,
-            targets, Str(json, "task_type"), Str(json, "base_model_name_or_path"));
+        return new LoraConfig(r, alpha, f.Bool("use_rslora", false), targets, f.String("task_type"), f.String("base_model_name_or_path"));
     }
+
+    /// <summary>Largest LoRA rank accepted (the ranks in use are 4 to 256).</summary>
+    public const int MaxRank = 1 << 16;
 
     private static string? Str(JsonObject json, string key) => json[key] is JsonValue v && v.TryGetValue(out string? s) ? s : null;
 }
@@ -131,6 +138,10 @@ public sealed class LoraModule : IDisposable
         {
             var (path, kind) = ParseKey(key) ?? throw new LoraFormatException(
                 $"{file}: tensor '{key}' is not a LoRA A or B weight (expected base_model.model.<layer>.lora_A.weight or .lora_B.weight)");
+            if (!tensor.is_floating_point())
+                throw new LoraFormatException($"{file}: tensor '{key}' is {tensor.dtype}; LoRA weights must be floating point");
+            if (NonFinite.Describe(tensor) is { } bad)
+                throw new LoraFormatException($"{file}: tensor '{key}' holds {bad}; a module with non-finite weights cannot be composed");
             var side = kind == 'A' ? a : b;
             if (!side.TryAdd(path, tensor))
                 throw new LoraFormatException($"{file}: layer '{path}' has more than one lora_{kind} (several adapter names in one file?)");

@@ -50,86 +50,84 @@ public sealed record LlamaConfig(
 
     public static LlamaConfig FromJson(JsonObject json, string source)
     {
-        var modelType = Str("model_type") ?? "llama";
+        // Every number is checked (type, sign, range, divisibility) before a tensor is sized from it: see ConfigFields.
+        var f = new ConfigFields(json, source, message => new ModelFormatException(message));
+        var modelType = f.String("model_type") ?? "llama";
         if (!ModelTypes.Contains(modelType))
             throw new ModelFormatException($"{source}: model_type '{modelType}' is not a Llama-family model ({string.Join(", ", ModelTypes)})");
 
-        int? OptInt(string key)
-        {
-            if (json[key] is JsonValue v && v.TryGetValue(out int i)) return i;
-            if (json[key] is JsonValue d && d.TryGetValue(out double x) && x == Math.Floor(x)) return (int)x;
-            return null;
-        }
-        int Int(string key, int? fallback = null) =>
-            OptInt(key) ?? fallback ?? throw new ModelFormatException($"{source}: config has no integer '{key}'");
-        double Dbl(string key, double fallback) => json[key] is JsonValue v && v.TryGetValue(out double x) ? x : fallback;
-        bool Bool(string key, bool fallback) => json[key] is JsonValue v && v.TryGetValue(out bool b) ? b : fallback;
-        string? Str(string key) => json[key] is JsonValue v && v.TryGetValue(out string? s) ? s : null;
-
-        var act = Str("hidden_act") ?? "silu";
+        var act = f.String("hidden_act") ?? "silu";
         if (act != "silu")
             throw new ModelFormatException($"{source}: hidden_act '{act}' is not supported (silu)");
-        var hidden = Int("hidden_size");
-        var heads = Int("num_attention_heads");
-        var kvHeads = Int("num_key_value_heads", heads);
+        const int maxDim = ConfigFields.MaxDimension;
+        var vocab = f.Int("vocab_size", 1, ConfigFields.MaxVocabulary);
+        var hidden = f.Int("hidden_size", 1, maxDim);
+        var heads = f.Int("num_attention_heads", 1, maxDim);
+        var kvHeads = f.Int("num_key_value_heads", 1, heads, heads);
         if (heads % kvHeads != 0)
-            throw new ModelFormatException($"{source}: num_attention_heads {heads} is not a multiple of num_key_value_heads {kvHeads}");
-        var headDim = OptInt("head_dim") ?? (hidden % heads == 0 ? hidden / heads
-            : throw new ModelFormatException($"{source}: hidden_size {hidden} is not a multiple of num_attention_heads {heads} and no head_dim is given"));
+            throw f.Error("'num_attention_heads'", $"{heads} is not a multiple of num_key_value_heads {kvHeads}");
+        var headDim = f.OptInt("head_dim", 2, maxDim) ?? (hidden % heads == 0 ? hidden / heads
+            : throw f.Error("'hidden_size'", $"{hidden} is not a multiple of num_attention_heads {heads} and no head_dim is given"));
+        if (headDim % 2 != 0) throw f.Error("head dimension", $"{headDim} is odd; rotary embeddings need an even head dimension");
+        if ((long)headDim * heads > maxDim) throw f.Error("'num_attention_heads' x head dimension", $"is {(long)headDim * heads}, more than {maxDim}");
 
         // Llama: attention_bias puts a bias on q, k, v and o. Qwen2: q, k and v always have one, o never.
-        var attentionBias = Bool("attention_bias", false);
+        var attentionBias = f.Bool("attention_bias", false);
         var qkvBias = modelType == "qwen2" || attentionBias;
         var outputBias = modelType != "qwen2" && attentionBias;
 
         int? window = null;
         if (modelType == "mistral")
         {
-            window = OptInt("sliding_window");
+            window = f.OptInt("sliding_window", 1, int.MaxValue);
         }
-        else if (modelType == "qwen2" && Bool("use_sliding_window", false))
+        else if (modelType == "qwen2" && f.Bool("use_sliding_window", false))
         {
             throw new ModelFormatException($"{source}: Qwen2 with use_sliding_window = true is not supported");
         }
-        if (window is <= 0) throw new ModelFormatException($"{source}: sliding_window must be positive");
 
+        int TokenId(JsonNode node, string field) => f.IntValue(node, field, 0, vocab - 1);
         List<int>? eos = json["eos_token_id"] switch
         {
-            JsonArray arr => arr.Select(x => x!.GetValue<int>()).ToList(),
-            JsonValue v when v.TryGetValue(out int one) => [one],
-            _ => null,
+            null => null,
+            JsonArray { Count: 0 } => throw f.Error("'eos_token_id'", "is an empty list"),
+            JsonArray arr => arr.Select((x, i) => TokenId(x ?? throw f.Error($"'eos_token_id'[{i}]", "is null"), $"'eos_token_id'[{i}]")).ToList(),
+            var one => [TokenId(one, "'eos_token_id'")],
         };
+        // Some old Llama configs say pad_token_id -1 for "none".
+        var pad = f.OptInt("pad_token_id", -1, vocab - 1);
 
         return new LlamaConfig(
             ModelType: modelType,
-            VocabSize: Int("vocab_size"),
+            VocabSize: vocab,
             HiddenSize: hidden,
-            IntermediateSize: Int("intermediate_size"),
-            NumHiddenLayers: Int("num_hidden_layers"),
+            IntermediateSize: f.Int("intermediate_size", 1, maxDim),
+            NumHiddenLayers: f.Int("num_hidden_layers", 1, ConfigFields.MaxLayers),
             NumAttentionHeads: heads,
             NumKeyValueHeads: kvHeads,
             HeadDim: headDim,
-            RmsNormEps: Dbl("rms_norm_eps", 1e-6),
-            RopeTheta: Dbl("rope_theta", 10000.0),
+            RmsNormEps: f.Double("rms_norm_eps", 0, 1, 1e-6, exclusiveMin: true),
+            RopeTheta: f.Double("rope_theta", 0, 1e12, 10000.0, exclusiveMin: true),
             RopeScaling: ParseRopeScaling(json["rope_scaling"], source),
-            MaxPositionEmbeddings: Int("max_position_embeddings", 2048),
+            MaxPositionEmbeddings: f.Int("max_position_embeddings", 1, 1 << 24, 2048),
             // LlamaConfig, MistralConfig and Qwen2Config all default to an untied head.
-            TieWordEmbeddings: Bool("tie_word_embeddings", false),
+            TieWordEmbeddings: f.Bool("tie_word_embeddings", false),
             QkvBias: qkvBias,
             OutputBias: outputBias,
-            MlpBias: Bool("mlp_bias", false),
+            MlpBias: f.Bool("mlp_bias", false),
             SlidingWindow: window,
-            BosTokenId: Int("bos_token_id", 1),
-            EosTokenIds: eos ?? [2],
-            PadTokenId: OptInt("pad_token_id"));
+            BosTokenId: f.Int("bos_token_id", 0, vocab - 1, Math.Min(1, vocab - 1)),
+            EosTokenIds: eos ?? [Math.Min(2, vocab - 1)],
+            PadTokenId: pad is < 0 ? null : pad);
     }
 
     private static RopeScaling? ParseRopeScaling(JsonNode? node, string source)
     {
         if (node is null) return null;
         if (node is not JsonObject o) throw new ModelFormatException($"{source}: rope_scaling is not an object");
-        var type = (o["rope_type"] ?? o["type"])?.GetValue<string>() ?? "default";
-        double D(string key, double fallback) => o[key] is JsonValue v && v.TryGetValue(out double x) ? x : fallback;
+        var f = new ConfigFields(o, source, message => new ModelFormatException(message));
+        var type = f.String("rope_type") ?? f.String("type") ?? "default";
+        double D(string key, double fallback) => f.Double(key, 0, 1e6, fallback, exclusiveMin: true);
         switch (type)
         {
             case "default":
@@ -137,8 +135,10 @@ public sealed record LlamaConfig(
             case "linear":
                 return new RopeScaling(type, D("factor", 1.0));
             case "llama3":
-                return new RopeScaling(type, D("factor", 8.0), D("low_freq_factor", 1.0), D("high_freq_factor", 4.0),
-                    (int)D("original_max_position_embeddings", 8192));
+                var low = D("low_freq_factor", 1.0);
+                var high = D("high_freq_factor", 4.0);
+                if (!(high > low)) throw f.Error("rope_scaling 'high_freq_factor'", $"{high} must be larger than low_freq_factor {low}");
+                return new RopeScaling(type, D("factor", 8.0), low, high, f.Int("original_max_position_embeddings", 1, 1 << 24, 8192));
             default:
                 throw new ModelFormatException($"{source}: rope_scaling type '{type}' is not supported (linear, llama3)");
         }

@@ -23,7 +23,7 @@ public static class ModelLoader
         if (!File.Exists(path)) throw new ModelFormatException($"{directory}: no config.json in the model folder");
         try
         {
-            return JsonNode.Parse(File.ReadAllText(path))?.AsObject() ?? throw new ModelFormatException($"{path}: config is empty");
+            return JsonNode.Parse(File.ReadAllText(path), documentOptions: ConfigFields.StrictJson)?.AsObject() ?? throw new ModelFormatException($"{path}: config is empty");
         }
         catch (Exception e) when (e is JsonException or InvalidOperationException)
         {
@@ -52,7 +52,7 @@ public static class ModelLoader
         if (modelType != "t5")
             throw Unsupported(configPath, modelType, SupportedCausalModelTypes.Contains(modelType ?? "") ? "a decoder-only model: use Load or LoadCausal" : null);
         var config = T5Config.FromJson(json, configPath);
-        return Populate(new T5ForConditionalGeneration(config, ForLoading(dtype, device)), directory, T5Source);
+        return Populate(() => new T5ForConditionalGeneration(config, ForLoading(dtype, device)), directory, ModelPreflight.For(config), configPath, T5Source);
     }
 
     /// <summary>config.json's model_type, or null.</summary>
@@ -69,29 +69,36 @@ public static class ModelLoader
     /// only memory beyond the model is one tensor's temporary copy when the stored dtype differs (none when it is the
     /// compute dtype). sourceOf names the checkpoint tensor for a parameter (null: absent).
     /// </summary>
-    private static T Populate<T>(T model, string directory, Func<string, Checkpoint, string?>? sourceOf = null)
+    private static T Populate<T>(Func<T> build, string directory, IReadOnlyList<ModelPreflight.Expected> expected, string configPath,
+        Func<string, Checkpoint, string?>? sourceOf = null)
         where T : nn.Module
     {
+        Checkpoint checkpoint;
         try
         {
-            foreach (var p in model.parameters()) p.requires_grad = false;
-            Checkpoint checkpoint;
+            checkpoint = StateDict.OpenModelFolder(directory);
+        }
+        catch (TensorFileException e)
+        {
+            throw new ModelFormatException(e.Message, e);
+        }
+        using (checkpoint)
+        {
+            // The config's sizes are checked against the checkpoint's headers before anything is allocated for them.
+            ModelPreflight.Check(expected, checkpoint, configPath);
+            var model = build();
             try
             {
-                checkpoint = StateDict.OpenModelFolder(directory);
+                foreach (var p in model.parameters()) p.requires_grad = false;
+                CopyParameters(model, checkpoint, directory, sourceOf ?? ((name, c) => c.Contains(name) ? name : null));
+                model.eval();
+                return model;
             }
-            catch (TensorFileException e)
+            catch
             {
-                throw new ModelFormatException(e.Message, e);
+                model.Dispose();
+                throw;
             }
-            using (checkpoint) CopyParameters(model, checkpoint, directory, sourceOf ?? ((name, c) => c.Contains(name) ? name : null));
-            model.eval();
-            return model;
-        }
-        catch
-        {
-            model.Dispose();
-            throw;
         }
     }
 
@@ -151,6 +158,9 @@ public static class ModelLoader
             {
                 throw new ModelFormatException(e.Message, e);
             }
+            // One isfinite().all() per tensor: NaN/Inf weights are refused by name, not scored as "loss NaN".
+            if (NonFinite.Describe(parameter) is { } bad)
+                throw new ModelFormatException($"{source.File}: checkpoint tensor '{source.Name}' holds {bad}; a model with non-finite weights cannot be used");
         }
     }
 
@@ -203,7 +213,7 @@ public static class ModelLoader
         if (modelType is null || !SupportedCausalModelTypes.Contains(modelType))
             throw Unsupported(configPath, modelType, SupportedModelTypes.Contains(modelType ?? "") ? "an encoder-decoder model: use Load or LoadSeq2Seq" : null);
         var config = LlamaConfig.FromJson(json, configPath);
-        return Populate(new LlamaForCausalLM(config, ForLoading(dtype, device)), directory);
+        return Populate(() => new LlamaForCausalLM(config, ForLoading(dtype, device)), directory, ModelPreflight.For(config), configPath);
     }
 
     /// <summary>

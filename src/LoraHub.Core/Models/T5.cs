@@ -29,37 +29,44 @@ public sealed record T5Config(
 {
     public static T5Config FromJson(JsonObject json, string source)
     {
-        int Int(string key, int? fallback = null)
-        {
-            if (json[key] is JsonValue v && v.TryGetValue(out int i)) return i;
-            if (json[key] is JsonValue d && d.TryGetValue(out double x) && x == Math.Floor(x)) return (int)x;
-            return fallback ?? throw new ModelFormatException($"{source}: config has no integer '{key}'");
-        }
+        // Every number is checked (type, sign, range) before a tensor is sized from it: see ConfigFields.
+        var f = new ConfigFields(json, source, message => new ModelFormatException(message));
         // HF: feed_forward_proj "relu" | "gated-gelu" | "gated-<act>"; gated-gelu means gelu_new (tanh approximation).
-        var ffProj = json["feed_forward_proj"]?.GetValue<string>() ?? "relu";
+        var ffProj = f.String("feed_forward_proj") ?? "relu";
         var gated = ffProj.StartsWith("gated-", StringComparison.Ordinal);
         var act = gated ? ffProj["gated-".Length..] : ffProj;
         if (act == "gelu") act = "gelu_new";
         if (act is not ("relu" or "gelu_new" or "silu"))
             throw new ModelFormatException($"{source}: feed_forward_proj '{ffProj}' is not supported (relu, gated-gelu, gated-silu)");
-        var layers = Int("num_layers");
+        const int maxDim = ConfigFields.MaxDimension;
+        var vocab = f.Int("vocab_size", 1, ConfigFields.MaxVocabulary);
+        var dModel = f.Int("d_model", 1, maxDim);
+        var dKv = f.Int("d_kv", 1, maxDim);
+        var heads = f.Int("num_heads", 1, maxDim);
+        if ((long)heads * dKv > maxDim)
+            throw f.Error("'num_heads' x 'd_kv'", $"is {(long)heads * dKv}, more than {maxDim}");
+        var layers = f.Int("num_layers", 1, ConfigFields.MaxLayers);
+        var buckets = f.Int("relative_attention_num_buckets", 4, 1 << 16, 32);
+        // The bucket formula takes log(max_distance / max_exact); max_exact is buckets / 2 in the decoder.
+        var maxDistance = f.Int("relative_attention_max_distance", buckets / 2 + 1, 1 << 24, Math.Max(128, buckets / 2 + 1));
+        int TokenId(string key, int fallback) => f.Int(key, 0, vocab - 1, Math.Min(fallback, vocab - 1));
         return new T5Config(
-            VocabSize: Int("vocab_size"),
-            DModel: Int("d_model"),
-            DKv: Int("d_kv"),
-            DFf: Int("d_ff"),
+            VocabSize: vocab,
+            DModel: dModel,
+            DKv: dKv,
+            DFf: f.Int("d_ff", 1, maxDim),
             NumLayers: layers,
-            NumDecoderLayers: json["num_decoder_layers"] is null ? layers : Int("num_decoder_layers"),
-            NumHeads: Int("num_heads"),
-            RelativeAttentionNumBuckets: Int("relative_attention_num_buckets", 32),
-            RelativeAttentionMaxDistance: Int("relative_attention_max_distance", 128),
-            LayerNormEpsilon: json["layer_norm_epsilon"]?.GetValue<double>() ?? 1e-6,
+            NumDecoderLayers: f.Int("num_decoder_layers", 1, ConfigFields.MaxLayers, layers),
+            NumHeads: heads,
+            RelativeAttentionNumBuckets: buckets,
+            RelativeAttentionMaxDistance: maxDistance,
+            LayerNormEpsilon: f.Double("layer_norm_epsilon", 0, 1, 1e-6, exclusiveMin: true),
             DenseActFn: act,
             IsGatedAct: gated,
-            TieWordEmbeddings: json["tie_word_embeddings"]?.GetValue<bool>() ?? true,
-            DecoderStartTokenId: Int("decoder_start_token_id", 0),
-            EosTokenId: Int("eos_token_id", 1),
-            PadTokenId: Int("pad_token_id", 0));
+            TieWordEmbeddings: f.Bool("tie_word_embeddings", true),
+            DecoderStartTokenId: TokenId("decoder_start_token_id", 0),
+            EosTokenId: TokenId("eos_token_id", 1),
+            PadTokenId: TokenId("pad_token_id", 0));
     }
 }
 

@@ -17,6 +17,19 @@ public static class PyTorchBin
     // data.pkl only describes structure (a few bytes per tensor); anything this large is not a state dict.
     private const long MaxPickleBytes = 256L << 20;
 
+    /// <summary>Fixed part of the budget on the bytes an archive's tensors may claim (see <see cref="ClaimBudget"/>).</summary>
+    public const long ClaimBudgetBase = 64L << 20;
+
+    /// <summary>Claimed bytes allowed per byte of archive on top of <see cref="ClaimBudgetBase"/>.</summary>
+    public const long ClaimBudgetPerByte = 8;
+
+    /// <summary>
+    /// The most bytes an archive of this size may make the reader allocate: its storages plus every copy its views
+    /// need. torch.save stores entries uncompressed, so a real state dict claims about its own size; a deflated entry of
+    /// zeros, or a hundred views copying one storage, would otherwise turn a few KB into gigabytes (issue 13).
+    /// </summary>
+    public static long ClaimBudget(long archiveLength) => ClaimBudgetBase + ClaimBudgetPerByte * archiveLength;
+
     /// <summary>
     /// Loads a torch.save state dict (name → tensor) onto the CPU. Floating tensors are cast to
     /// <paramref name="castTo"/> (null keeps the stored dtype); integer and bool tensors keep theirs.
@@ -153,6 +166,17 @@ public static class PyTorchBin
                 }
                 ValidateView(fullPath, name, t);
             }
+            // Budget what reading will build, from the headers alone: a zip member claiming 2 GiB is refused before any read.
+            long claimed = 0;
+            foreach (var stored in storages.Values) claimed += stored.Entry.Length;
+            foreach (var (_, t) in tensors)
+            {
+                var (storageRef, _, users) = storages[t.Storage.Key];
+                if (users != 1 || !IsWhole(t, storageRef)) claimed += TensorIO.CheckedNumel([.. t.Size, TensorIO.ElementSize(storageRef.Type)]) ?? long.MaxValue / 4;
+                if (claimed > ClaimBudget(archiveLength)) break;
+            }
+            if (claimed > ClaimBudget(archiveLength))
+                throw new TensorFileException(fullPath, $"its tensors claim more than {ClaimBudget(archiveLength)} bytes, the budget for a {archiveLength}-byte archive ({ClaimBudgetPerByte} x its size + {ClaimBudgetBase >> 20} MiB); refused before reading");
             Tensors = tensors.Select(t => new StoredTensor(t.Name, t.Tensor.Storage.Type, t.Tensor.Size, fullPath)).ToList();
         }
 

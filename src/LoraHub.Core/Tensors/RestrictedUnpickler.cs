@@ -112,6 +112,27 @@ internal sealed class RestrictedUnpickler
     private readonly Stack<int> _marks = new();
     private readonly Dictionary<long, object> _memo = new();
 
+    // ----- budgets ---------------------------------------------------------------------------------------
+    // Every opcode reads at least one byte, so what a pickle builds is already linear in its size; these caps make the
+    // bound explicit and small, far below the machine: a state dict's pickle needs a few entries per tensor.
+
+    /// <summary>Values on the stack at once.</summary>
+    internal const int MaxStackDepth = 1 << 20;
+
+    /// <summary>Open MARKs at once (nesting depth).</summary>
+    internal const int MaxMarks = 1 << 12;
+
+    /// <summary>Memo entries.</summary>
+    internal const int MaxMemo = 1 << 20;
+
+    /// <summary>Dimensions of one tensor.</summary>
+    internal const int MaxDimensions = 64;
+
+    /// <summary>Values placed into containers (tuples, lists, dicts) over the whole pickle, per byte of pickle.</summary>
+    internal const int MaxItemsPerByte = 4;
+
+    private long _items;
+
     private RestrictedUnpickler(byte[] data, string filePath, string entryName)
     {
         _data = data;
@@ -146,7 +167,10 @@ internal sealed class RestrictedUnpickler
                         throw Error($"STOP with {_stack.Count} values on the stack and {_marks.Count} open marks");
                     return _stack[0];
 
-                case MARK: _marks.Push(_stack.Count); break;
+                case MARK:
+                    if (_marks.Count >= MaxMarks) throw Error($"more than {MaxMarks} nested MARKs (budget)");
+                    _marks.Push(_stack.Count);
+                    break;
                 case POP: Pop(); break;
                 case POP_MARK: PopMark(); break;
 
@@ -177,17 +201,17 @@ internal sealed class RestrictedUnpickler
 
                 case EMPTY_LIST: Push(new PyList([])); break;
                 case LIST: Push(new PyList(PopMark())); break;
-                case APPEND: { var item = Pop(); ExpectList(Peek(), "APPEND").Items.Add(item); break; }
+                case APPEND: { var item = Pop(); Spend(1); ExpectList(Peek(), "APPEND").Items.Add(item); break; }
                 case APPENDS: { var items = PopMark(); ExpectList(Peek(), "APPENDS").Items.AddRange(items); break; }
 
                 case EMPTY_DICT: Push(new PyDict()); break;
                 case DICT: { var dict = new PyDict(); SetItems(dict, PopMark()); Push(dict); break; }
-                case SETITEM: { var value = Pop(); var key = Pop(); SetItem(ExpectDict(Peek(), "SETITEM"), key, value); break; }
+                case SETITEM: { var value = Pop(); var key = Pop(); Spend(2); SetItem(ExpectDict(Peek(), "SETITEM"), key, value); break; }
                 case SETITEMS: { var items = PopMark(); SetItems(ExpectDict(Peek(), "SETITEMS"), items); break; }
 
-                case BINPUT: _memo[ReadByte()] = Peek(); break;
-                case LONG_BINPUT: _memo[BinaryPrimitives.ReadUInt32LittleEndian(ReadBytes(4))] = Peek(); break;
-                case MEMOIZE: _memo[_memo.Count] = Peek(); break;
+                case BINPUT: Memo(ReadByte()); break;
+                case LONG_BINPUT: Memo(BinaryPrimitives.ReadUInt32LittleEndian(ReadBytes(4))); break;
+                case MEMOIZE: Memo(_memo.Count); break;
                 case BINGET: Push(GetMemo(ReadByte())); break;
                 case LONG_BINGET: Push(GetMemo(BinaryPrimitives.ReadUInt32LittleEndian(ReadBytes(4)))); break;
 
@@ -235,7 +259,25 @@ internal sealed class RestrictedUnpickler
 
     // ----- helpers -----------------------------------------------------------------------------------
 
-    private void Push(object value) => _stack.Add(value);
+    private void Push(object value)
+    {
+        if (_stack.Count >= MaxStackDepth) throw Error($"more than {MaxStackDepth} values on the pickle stack (budget)");
+        _stack.Add(value);
+    }
+
+    private void Memo(long key)
+    {
+        if (_memo.Count >= MaxMemo && !_memo.ContainsKey(key)) throw Error($"more than {MaxMemo} memo entries (budget)");
+        _memo[key] = Peek();
+    }
+
+    /// <summary>Counts values put into containers against the pickle's budget (MaxItemsPerByte per byte).</summary>
+    private void Spend(long items)
+    {
+        _items += items;
+        if (_items > (long)MaxItemsPerByte * _data.Length + 1024)
+            throw Error($"builds more than {MaxItemsPerByte} container items per pickle byte (budget)");
+    }
 
     private object Pop()
     {
@@ -257,6 +299,7 @@ internal sealed class RestrictedUnpickler
     {
         if (_marks.Count == 0) throw Error("no MARK to pop to");
         int start = _marks.Pop();
+        Spend(_stack.Count - start);
         var items = _stack.GetRange(start, _stack.Count - start).Cast<object?>().ToList();
         _stack.RemoveRange(start, _stack.Count - start);
         return items;
@@ -390,6 +433,7 @@ internal sealed class RestrictedUnpickler
     private long[] IntTuple(object? value, string function, string what)
     {
         if (value is not PyTuple t) throw Error($"{function}: {what} is {Describe(value)}, not a tuple");
+        if (t.Items.Length > MaxDimensions) throw Error($"{function}: {what} has {t.Items.Length} dimensions, more than {MaxDimensions}");
         var result = new long[t.Items.Length];
         for (int i = 0; i < result.Length; i++)
             result[i] = t.Items[i] is long v ? v : throw Error($"{function}: {what} holds {Describe(t.Items[i])}, not an integer");

@@ -277,7 +277,21 @@ public static class SafeTensors
 
         using (document)
         {
-            var root = document.RootElement;
+            try
+            {
+                return ReadHeader(path, document.RootElement, dataStart, dataLength);
+            }
+            catch (InvalidOperationException e)
+            {
+                // JsonDocument checks UTF-8 only when a string is read: a header with a bad byte in a name fails here.
+                throw new TensorFileException(path, $"header is not valid UTF-8 JSON ({e.Message})", e);
+            }
+        }
+    }
+
+    private static Header ReadHeader(string path, JsonElement root, long dataStart, long dataLength)
+    {
+        {
             if (root.ValueKind != JsonValueKind.Object)
                 throw new TensorFileException(path, $"header is a JSON {root.ValueKind}, not an object");
 

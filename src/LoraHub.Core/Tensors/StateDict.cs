@@ -154,7 +154,7 @@ public static class StateDict
         JsonDocument document;
         try
         {
-            document = JsonDocument.Parse(File.ReadAllBytes(indexPath));
+            document = JsonDocument.Parse(File.ReadAllBytes(indexPath), Models.ConfigFields.StrictJson);
         }
         catch (JsonException e)
         {

@@ -147,7 +147,7 @@ public sealed class CharTokenizer : ITextTokenizer
         JsonObject json;
         try
         {
-            json = JsonNode.Parse(File.ReadAllText(path))?.AsObject() ?? throw new TokenizerException($"{path}: vocabulary file is empty") { FilePath = path };
+            json = JsonNode.Parse(File.ReadAllText(path), documentOptions: Models.ConfigFields.StrictJson)?.AsObject() ?? throw new TokenizerException($"{path}: vocabulary file is empty") { FilePath = path };
         }
         catch (Exception e) when (e is JsonException or InvalidOperationException)
         {

@@ -50,17 +50,39 @@ internal sealed class CodePointRegex
     ];
 
     private readonly Regex _regex;
+    private readonly string? _source;
 
-    public CodePointRegex(string pattern)
+    /// <summary>
+    /// Longest one match may run. Real split patterns match in microseconds; a pattern that backtracks catastrophically
+    /// (from a hostile tokenizer.json) is stopped here and reported against its file.
+    /// </summary>
+    public static readonly TimeSpan MatchTimeout = TimeSpan.FromSeconds(1);
+
+    public CodePointRegex(string pattern, string? source = null)
     {
         Pattern = pattern;
-        _regex = new Regex(pattern, RegexOptions.CultureInvariant, TimeSpan.FromSeconds(10));
+        _source = source;
+        _regex = new Regex(pattern, RegexOptions.CultureInvariant, MatchTimeout);
     }
 
     public string Pattern { get; }
 
     /// <summary>The non-empty matches (start, length) in <paramref name="text"/>, leftmost first and non-overlapping.</summary>
     public List<(int Start, int Length)> Matches(string text)
+    {
+        try
+        {
+            return MatchesUnguarded(text);
+        }
+        catch (RegexMatchTimeoutException e)
+        {
+            throw new TokenizerException(
+                $"'{_source ?? "tokenizer"}': the split pattern {(Pattern.Length > 80 ? Pattern[..80] + "…" : Pattern)} took longer than {MatchTimeout.TotalSeconds:0.#} s on a {text.Length}-character text (catastrophic backtracking?)", e)
+            { FilePath = _source };
+        }
+    }
+
+    private List<(int Start, int Length)> MatchesUnguarded(string text)
     {
         var result = new List<(int, int)>();
         if (!HasSurrogate(text))

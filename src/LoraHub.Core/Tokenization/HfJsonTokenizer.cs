@@ -71,6 +71,13 @@ public sealed class HfJsonTokenizer : ITextTokenizer
         UnkId = settings.Resolve("unk", Lookup) ?? Lookup(model.UnkToken) ?? EosId;
         BosId = _prefixIds.Length > 0 ? _prefixIds[0] : null;
         VocabSize = _tokens.Length;
+        // Ids from the side files and the template index the token table: check them once here, not at every encode.
+        foreach (var (what, id) in new (string, int?)[] { ("bos", BosToken), ("eos", EosId), ("pad", PadId), ("unk", UnkId) }
+            .Concat(_prefixIds.Concat(_suffixIds).Select(i => ("post_processor template", (int?)i))))
+        {
+            if (id is { } i && (i < 0 || i >= VocabSize || _tokens[i] is null))
+                throw new TokenizerException($"'{path}': the {what} token id {i} is not a token of this vocabulary (0..{VocabSize - 1})") { FilePath = path };
+        }
     }
 
     /// <summary>The tokenizer.json this tokenizer was loaded from.</summary>
@@ -378,7 +385,10 @@ public sealed class HfJsonTokenizer : ITextTokenizer
             JsonDocument document;
             try
             {
-                document = JsonDocument.Parse(File.ReadAllBytes(path));
+                var bytes = File.ReadAllBytes(path);
+                // JsonDocument checks a string's UTF-8 only when it is read: check the whole file once, up front.
+                if (!System.Text.Unicode.Utf8.IsValid(bytes)) throw Bad("is not valid UTF-8");
+                document = JsonDocument.Parse(bytes, Models.ConfigFields.StrictJson);
             }
             catch (JsonException e)
             {
@@ -430,12 +440,19 @@ public sealed class HfJsonTokenizer : ITextTokenizer
                 }
             }
 
-            var size = Math.Max(vocab.Values.Max(), added.Count == 0 ? -1 : added.Max(t => t.Id)) + 1;
-            var tokens = new string?[size];
+            // Ids size the id -> token table: an id near 2^31 would allocate gigabytes. HF vocabularies are dense, so an
+            // id space much larger than the number of tokens is refused as well as one beyond MaxVocabulary.
+            var size = (long)Math.Max(vocab.Values.Max(), added.Count == 0 ? -1 : added.Max(t => t.Id)) + 1;
+            var tokenCount = (long)vocab.Count + added.Count;
+            if (size > Models.ConfigFields.MaxVocabulary)
+                throw Bad($"token id {size - 1} is larger than the {Models.ConfigFields.MaxVocabulary - 1} allowed");
+            if (size > 2 * tokenCount + 1024)
+                throw Bad($"token id {size - 1} is far beyond its {tokenCount} tokens (ids must be dense)");
+            var tokens = new string?[(int)size];
             foreach (var (token, id) in vocab) tokens[id] ??= token;
             foreach (var t in added) tokens[t.Id] = t.Content;
 
-            var (splits, byteLevel) = ReadPreTokenizer(Section("pre_tokenizer"), Bad);
+            var (splits, byteLevel) = ReadPreTokenizer(Section("pre_tokenizer"), Bad, path);
             CheckDecoder(Section("decoder"), Bad);
             var (prefix, suffix) = ReadPostProcessor(Section("post_processor"), Bad);
 
@@ -504,7 +521,7 @@ public sealed class HfJsonTokenizer : ITextTokenizer
         }
 
         /// <summary>Split steps, then exactly one ByteLevel step last (before it, pieces are text; after it, bytes).</summary>
-        private static (List<SplitStep>, ByteLevelStep) ReadPreTokenizer(JsonNode? node, Func<string, Exception?, TokenizerException> bad)
+        private static (List<SplitStep>, ByteLevelStep) ReadPreTokenizer(JsonNode? node, Func<string, Exception?, TokenizerException> bad, string path)
         {
             var steps = new List<JsonNode>();
             void Flatten(JsonNode n)
@@ -530,18 +547,18 @@ public sealed class HfJsonTokenizer : ITextTokenizer
                 };
                 if (!Enum.TryParse<SplitBehavior>(String(step["behavior"]), out var behavior))
                     throw bad($"Split behavior '{String(step["behavior"])}' is not known", null);
-                splits.Add(new SplitStep(Compile(pattern, bad), behavior, Flag(step["invert"])));
+                splits.Add(new SplitStep(Compile(pattern, bad, path), behavior, Flag(step["invert"])));
             }
             var byteLevel = steps[^1];
             var useRegex = byteLevel["use_regex"] is not JsonValue u || !u.TryGetValue(out bool b) || b;
-            return (splits, new ByteLevelStep(Flag(byteLevel["add_prefix_space"]), useRegex ? Compile(Gpt2Pattern, bad) : null));
+            return (splits, new ByteLevelStep(Flag(byteLevel["add_prefix_space"]), useRegex ? Compile(Gpt2Pattern, bad, path) : null));
         }
 
-        private static CodePointRegex Compile(string pattern, Func<string, Exception?, TokenizerException> bad)
+        private static CodePointRegex Compile(string pattern, Func<string, Exception?, TokenizerException> bad, string path)
         {
             try
             {
-                return new CodePointRegex(pattern);
+                return new CodePointRegex(pattern, path);
             }
             catch (ArgumentException e)
             {
@@ -583,7 +600,8 @@ public sealed class HfJsonTokenizer : ITextTokenizer
                         var name = String(piece?["SpecialToken"]?["id"]) ?? throw bad($"template piece {piece?.ToJsonString()} is neither a SpecialToken nor the Sequence", null);
                         if (node["special_tokens"]?[name]?["ids"] is not JsonArray ids)
                             throw bad($"template special token '{name}' has no ids in special_tokens", null);
-                        (seenSequence ? suffix : prefix).AddRange(ids.Select(i => i!.GetValue<int>()));
+                        (seenSequence ? suffix : prefix).AddRange(ids.Select(i => i is JsonValue v && v.TryGetValue(out int id) && id >= 0
+                            ? id : throw bad($"template special token '{name}' has id {i?.ToJsonString() ?? "null"}, not a token id", null)));
                     }
                     return ([.. prefix], [.. suffix]);
                 default:
@@ -647,7 +665,7 @@ public sealed class HfJsonTokenizer : ITextTokenizer
             if (!File.Exists(path)) return null;
             try
             {
-                return JsonNode.Parse(File.ReadAllText(path)) as JsonObject
+                return JsonNode.Parse(File.ReadAllText(path), documentOptions: Models.ConfigFields.StrictJson) as JsonObject
                     ?? throw new TokenizerException($"'{path}' is not a JSON object") { FilePath = path };
             }
             catch (JsonException e)

@@ -275,12 +275,13 @@ public sealed class LlamaTokenizer : ITextTokenizer
                     var token = TokenString(source?[$"{name}_token"]);
                     if (token is not null && pieceIds.TryGetValue(token, out var id)) return id;
                 }
-                return config?[$"{name}_token_id"] switch
-                {
-                    JsonValue v when v.TryGetValue(out int one) => one,
-                    JsonArray a when a.Count > 0 => a[0]!.GetValue<int>(),
-                    _ => null,
-                };
+                var configPath = Path.Combine(directory, "config.json");
+                var node = config?[$"{name}_token_id"] is JsonArray { Count: > 0 } a ? a[0] : config?[$"{name}_token_id"];
+                if (node is null) return null;
+                // Some old Llama configs say pad_token_id -1 for "none"; any other id must be a piece of this model.
+                if (node is not JsonValue v || !v.TryGetValue(out long configId) || configId < -1 || configId >= model.Pieces.Count)
+                    throw new TokenizerException($"'{configPath}': {name}_token_id {node.ToJsonString()} is not a piece id of '{Path.Combine(directory, ModelFileName)}' (0..{model.Pieces.Count - 1})") { FilePath = configPath };
+                return configId < 0 ? null : (int)configId;
             }
 
             bool Flag(string key, bool fallback) => tokenizerConfig?[key] is JsonValue v && v.TryGetValue(out bool b) ? b : fallback;
@@ -290,7 +291,7 @@ public sealed class LlamaTokenizer : ITextTokenizer
         private static string? TokenString(JsonNode? node) => node switch
         {
             JsonValue v when v.TryGetValue(out string? s) => s,
-            JsonObject o => o["content"]?.GetValue<string>(),
+            JsonObject o => o["content"] is JsonValue c && c.TryGetValue(out string? content) ? content : null,
             _ => null,
         };
 
@@ -299,7 +300,7 @@ public sealed class LlamaTokenizer : ITextTokenizer
             if (!File.Exists(path)) return null;
             try
             {
-                return JsonNode.Parse(File.ReadAllText(path)) as JsonObject;
+                return JsonNode.Parse(File.ReadAllText(path), documentOptions: Models.ConfigFields.StrictJson) as JsonObject;
             }
             catch (JsonException e)
             {

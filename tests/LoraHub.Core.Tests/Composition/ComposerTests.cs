@@ -92,7 +92,7 @@ public sealed class ComposerTests(TinyT5Fixture fx)
     public void Bad_settings_are_refused_before_any_work()
     {
         Assert.Contains("cannot select 4 modules from a pool of 3", Assert.Throws<CompositionException>(() => Compose(new CompositionSettings { K = 4 })).Message);
-        Assert.Contains("budget = 0 is outside", Assert.Throws<CompositionException>(() => Compose(new CompositionSettings { Budget = 0, K = 3 })).Message);
+        Assert.Contains("budget must be at least 1 (got 0)", Assert.Throws<CompositionException>(() => Compose(new CompositionSettings { Budget = 0, K = 3 })).Message);
         Assert.Contains("unknown optimizer 'adam'", Assert.Throws<CompositionException>(() => Compose(new CompositionSettings { Optimizer = "adam", K = 3 })).Message);
     }
 

@@ -152,7 +152,7 @@ public class CompositionDriverTests
             _ => new CompositionSettings { Lower = value },
         };
         var e = Assert.Throws<CompositionException>(() => s.Validate());
-        Assert.StartsWith($"{name} = ", e.Message);
+        Assert.StartsWith($"{name} must be ", e.Message);
     }
 
     [Fact]
