@@ -1,0 +1,17 @@
+namespace LoraHub.Storage;
+
+/// <summary>What publishing a local folder into a hub would send, checked before anything is uploaded.</summary>
+public static class PushableFolder
+{
+    /// <summary>
+    /// The folder's files (relative paths with '/', and sizes), hidden entries skipped. Throws IOException naming the
+    /// entry when the folder holds a symbolic link or a special file, HubNameException for a name the hub cannot hold.
+    /// The folder itself may be a link (the user chose it); nothing inside it may be.
+    /// </summary>
+    public static IReadOnlyList<(string RelativePath, long Size)> Files(string folder)
+    {
+        var root = Path.GetFullPath(folder);
+        if (!Directory.Exists(root)) throw new DirectoryNotFoundException($"{folder} is not a folder");
+        return PublishSource.Files(root, folder).Select(f => (f.Relative, new FileInfo(f.Full).Length)).ToList();
+    }
+}
