@@ -14,4 +14,18 @@ public static class PushableFolder
         if (!Directory.Exists(root)) throw new DirectoryNotFoundException($"{folder} is not a folder");
         return PublishSource.Files(root, folder).Select(f => (f.Relative, new FileInfo(f.Full).Length)).ToList();
     }
+
+    /// <summary>
+    /// Refuses a file to push that is a fifo, socket or device (reading one blocks or never ends), following a link the
+    /// user gave on the command line. Throws IOException naming it.
+    /// </summary>
+    public static void CheckFile(string file)
+    {
+        var full = Path.GetFullPath(file);
+        var kind = LoraHub.IO.FolderPublish.Kind(full);
+        if (kind == LoraHub.IO.EntryKind.SymbolicLink)
+            kind = new FileInfo(full).ResolveLinkTarget(returnFinalTarget: true) is { } target ? LoraHub.IO.FolderPublish.Kind(target.FullName) : LoraHub.IO.EntryKind.Missing;
+        if (kind == LoraHub.IO.EntryKind.Special) throw new IOException($"{file} is a special file (fifo, socket or device), not a file to push");
+        if (kind == LoraHub.IO.EntryKind.Directory) throw new IOException($"{file} is a folder, not a file to push");
+    }
 }

@@ -156,6 +156,27 @@ public sealed class HostileHubTests : IDisposable
         }
     }
 
+    [Theory]
+    [InlineData("examples-fifo")]
+    [InlineData("sidecar-fifo")]
+    [InlineData("examples-folder")]
+    public void Hub_push_of_examples_refuses_a_fifo_or_folder_without_blocking(string kind)
+    {
+        var examples = _temp["task.jsonl"];
+        if (kind == "examples-fifo") Process.Start("mkfifo", examples)!.WaitForExit();
+        else if (kind == "examples-folder") Directory.CreateDirectory(examples);
+        else
+        {
+            File.WriteAllText(examples, "{\"input\": \"a\", \"output\": \"b\"}\n");
+            Process.Start("mkfifo", _temp["task.json"])!.WaitForExit();
+        }
+        var r = CliProcess.Run("hub", "push", "--hub", _temp["hub"], "--examples", examples);
+        Assert.True(r.ExitCode == 1, r.ToString());
+        Assert.Contains(kind == "examples-folder" ? "is a folder" : "special file", r.Stderr);
+        Assert.Single(r.Stderr.TrimEnd('\n').Split('\n'));
+        Assert.False(Directory.Exists(Path.Combine(_temp["hub"], "examples")));
+    }
+
     [Fact]
     public void Hub_push_into_a_file_is_refused()
     {

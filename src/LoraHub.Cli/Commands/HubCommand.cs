@@ -178,6 +178,7 @@ internal static class HubCommand
 
     private static List<Step> PlanExamples(string file, string? task)
     {
+        PushableFolder.CheckFile(file); // a fifo would block the read below
         if (!File.Exists(file)) throw new UsageException($"{file} does not exist");
         var stem = Path.GetFileNameWithoutExtension(file);
         var taskName = task ?? stem;
@@ -197,6 +198,7 @@ internal static class HubCommand
         var sidecar = Path.Combine(Path.GetDirectoryName(Path.GetFullPath(file))!, stem + ".json");
         if (!isDocument && File.Exists(sidecar) && !string.Equals(Path.GetFullPath(sidecar), Path.GetFullPath(file), StringComparison.Ordinal))
         {
+            PushableFolder.CheckFile(sidecar);
             var settings = File.ReadAllBytes(sidecar);
             try
             {
