@@ -10,9 +10,20 @@ namespace LoraHub.Cli;
 /// <summary>A command-line usage problem found after parsing (e.g. weights that do not match the modules).</summary>
 public sealed class UsageException(string message) : Exception(message);
 
-/// <summary>Turns every expected failure into one clear line on stderr and a non-zero exit code.</summary>
+/// <summary>
+/// Turns every expected failure into one clear line on stderr and a non-zero exit code, and anything unexpected (the last
+/// net) into one line too. Exit codes: 0 success, 1 bad input or environment (a file, a folder, the hub, an --out
+/// taken), 2 usage (options), 3 internal error (a bug: an exception nobody expected). --verbose adds the stack trace.
+/// </summary>
 public static class CliErrors
 {
+    public const int InputError = 1;
+    public const int UsageError = 2;
+    public const int InternalError = 3;
+
+    /// <summary>Set by --verbose (a global option): print the stack trace after the one line.</summary>
+    public static bool Verbose { get; set; }
+
     public static int Run(Func<int> action)
     {
         try
@@ -22,8 +33,23 @@ public static class CliErrors
         catch (Exception e) when (Describe(e) is { } message)
         {
             Console.Error.WriteLine($"lorahub: error: {message}");
-            return e is UsageException ? 2 : 1;
+            if (Verbose) Console.Error.WriteLine(e);
+            return e is UsageException ? UsageError : InputError;
         }
+        catch (Exception e)
+        {
+            ReportInternal(e);
+            return InternalError;
+        }
+    }
+
+    /// <summary>The last net: one line naming the unexpected exception (its trace only with --verbose).</summary>
+    public static void ReportInternal(Exception e)
+    {
+        var inner = e is AggregateException { InnerExceptions.Count: 1 } a ? a.InnerExceptions[0] : e;
+        Console.Error.WriteLine($"lorahub: internal error: {inner.GetType().Name}: {FirstLine(OneLine(inner.Message))}"
+            + (Verbose ? "" : " (run with --verbose for the stack trace)"));
+        if (Verbose) Console.Error.WriteLine(e);
     }
 
     /// <summary>Wraps a command's action so its known exceptions surface here, not in System.CommandLine's handler.</summary>

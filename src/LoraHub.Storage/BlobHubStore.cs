@@ -2,6 +2,7 @@ using System.Collections.Concurrent;
 using Azure;
 using Azure.Storage.Blobs;
 using Azure.Storage.Blobs.Models;
+using Azure.Storage.Blobs.Specialized;
 
 namespace LoraHub.Storage;
 
@@ -15,7 +16,10 @@ namespace LoraHub.Storage;
 ///   only if its ETag is still the listed one, then checks the listing did not change, then renames the folder into
 ///   place. A version folder that exists is complete and is reused (by this process, other stores and other processes).</item>
 /// <item>PublishFolderAsync deletes the marker, uploads every other file, deletes blobs of the item that the new folder
-///   does not have, and uploads the marker last.</item>
+///   does not have, and uploads the marker last; all under a 60 s blob lease (renewed while it works) on the hidden blob
+///   ".publish/{name}" of the area, so concurrent publishes of one item take turns and never mix their files. A
+///   publisher killed midway leaves the item without its marker (not listed, not served) until the next publish, which
+///   can start once the dead one's lease has expired.</item>
 /// </list>
 /// </summary>
 public sealed class BlobHubStore : IHubStore
@@ -248,6 +252,20 @@ public sealed class BlobHubStore : IHubStore
         var (body, markers) = PublishSource.Collect(area, localFolder, commitMarker);
         await EnsureContainerAsync(area, ct);
         var container = Container(area);
+        await using var lease = await PublishLease.AcquireAsync(container, name, PublishWait, ct);
+        try
+        {
+            await PublishLeasedAsync(container, name, body, markers, lease.Token); // cancelled if the lease is lost
+        }
+        catch (OperationCanceledException) when (lease.Lost && !ct.IsCancellationRequested)
+        {
+            throw new IOException($"{container.Name}/{name}: the publish lease was lost midway (another writer may publish it now); the item is left without its {HubNames.CommitMarker(area)} until a publish completes");
+        }
+    }
+
+    private static async Task PublishLeasedAsync(BlobContainerClient container, string name, List<PublishSource.SourceFile> body,
+        List<PublishSource.SourceFile> markers, CancellationToken ct)
+    {
         var parallel = new ParallelOptions { MaxDegreeOfParallelism = Parallelism, CancellationToken = ct };
 
         // 1. No markers (the area's own first): readers that check them see the item as incomplete from here on.
@@ -269,6 +287,101 @@ public sealed class BlobHubStore : IHubStore
         // 4. The markers, last (the area's own at the very end).
         foreach (var marker in markers)
             await container.GetBlobClient($"{name}/{marker.RelativePath}").UploadAsync(marker.FullPath, overwrite: true, ct);
+    }
+
+    /// <summary>How long PublishFolderAsync waits for another publish of the same item to finish (or its lease to expire).</summary>
+    public TimeSpan PublishWait { get; set; } = TimeSpan.FromMinutes(2);
+
+    /// <summary>The exclusive right to publish one item: a renewed lease on the hidden blob ".publish/{name}".</summary>
+    private sealed class PublishLease : IAsyncDisposable
+    {
+        private static readonly TimeSpan Duration = TimeSpan.FromSeconds(60);
+        private readonly BlobLeaseClient _lease;
+        private readonly CancellationTokenSource _lost;
+        private readonly Task _renewing;
+        private volatile bool _leaseLost;
+
+        private PublishLease(BlobLeaseClient lease, CancellationToken ct)
+        {
+            _lease = lease;
+            _lost = CancellationTokenSource.CreateLinkedTokenSource(ct);
+            _renewing = RenewAsync();
+        }
+
+        public CancellationToken Token => _lost.Token;
+
+        /// <summary>True when a renewal failed: another publisher may hold the item now.</summary>
+        public bool Lost => _leaseLost;
+
+        public static async Task<PublishLease> AcquireAsync(BlobContainerClient container, string name, TimeSpan wait, CancellationToken ct)
+        {
+            var blob = container.GetBlobClient($".publish/{name}");
+            try
+            {
+                await blob.UploadAsync(BinaryData.Empty, new BlobUploadOptions { Conditions = new BlobRequestConditions { IfNoneMatch = ETag.All } }, ct);
+            }
+            catch (RequestFailedException e) when (e.Status is 409 or 412)
+            {
+                // it exists (perhaps leased by another publisher)
+            }
+            var lease = blob.GetBlobLeaseClient();
+            var deadline = DateTime.UtcNow + wait;
+            for (var pause = 50; ; pause = Math.Min(pause * 2, 2000))
+            {
+                try
+                {
+                    await lease.AcquireAsync(Duration, cancellationToken: ct);
+                    return new PublishLease(lease, ct);
+                }
+                catch (RequestFailedException e) when (e.Status == 409 && DateTime.UtcNow < deadline)
+                {
+                    await Task.Delay(pause, ct); // another publish of this item is under way
+                }
+                catch (RequestFailedException e) when (e.Status == 409)
+                {
+                    throw new IOException($"{container.Name}/{name} is being published by another writer (lease on {container.Name}/.publish/{name} held for over {wait.TotalSeconds:F0} s); nothing was written", e);
+                }
+            }
+        }
+
+        private async Task RenewAsync()
+        {
+            try
+            {
+                while (true)
+                {
+                    await Task.Delay(Duration / 3, _lost.Token);
+                    await _lease.RenewAsync(cancellationToken: _lost.Token);
+                }
+            }
+            catch (OperationCanceledException)
+            {
+                // released
+            }
+            catch (RequestFailedException)
+            {
+                _leaseLost = true;
+                await _lost.CancelAsync(); // the lease is gone: the publish must not go on writing
+            }
+        }
+
+        public async ValueTask DisposeAsync()
+        {
+            await _lost.CancelAsync();
+            try { await _renewing; } catch (OperationCanceledException) { }
+            if (!_leaseLost)
+            {
+                try
+                {
+                    await _lease.ReleaseAsync();
+                }
+                catch (RequestFailedException)
+                {
+                    // expired meanwhile: nothing to release
+                }
+            }
+            _lost.Dispose();
+        }
     }
 
     private Task EnsureContainerAsync(HubArea area, CancellationToken ct)

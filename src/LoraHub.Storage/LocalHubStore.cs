@@ -1,3 +1,5 @@
+using LoraHub.IO;
+
 namespace LoraHub.Storage;
 
 /// <summary>
@@ -5,8 +7,11 @@ namespace LoraHub.Storage;
 /// <list type="bullet">
 /// <item>ETag of a file: size and last-write ticks, plus a content hash for files up to 64 KiB.</item>
 /// <item>Writes go to a hidden temporary file in the same folder, then a rename: a reader sees the old or the new file.</item>
-/// <item>PublishFolderAsync copies into a hidden staging folder next to the item (commit marker last), then swaps
-///   it in with two renames: a reader sees the old item, briefly no item, or the new item, never a mix in one folder.</item>
+/// <item>PublishFolderAsync copies into a hidden staging folder next to the item (commit marker last), then publishes it
+///   with the shared FolderPublish protocol: under a per-item lock (concurrent publishes take turns, never mix), swapped
+///   in atomically (renameat2 RENAME_EXCHANGE), so a reader or a crash sees the old item or the new one.</item>
+/// <item>The hub never leaves its folder: an area, item or file that is a symbolic link (or a special file) inside the
+///   hub is not listed, and reading, writing or materializing through one is refused. The root itself may be a link.</item>
 /// <item>An item (model, module, adapter) exists when its folder holds the area's commit marker (HubNames.CommitMarker);
 ///   its ETag, and the Version MaterializeAsync returns, is a hash over its files' paths and ETags.</item>
 /// </list>
@@ -30,13 +35,14 @@ public sealed class LocalHubStore : IHubStore
     {
         var areaDir = AreaDir(area);
         var items = new List<HubItem>();
-        if (!Directory.Exists(areaDir)) return Task.FromResult<IReadOnlyList<HubItem>>(items);
+        if (NoLinks(areaDir) == EntryKind.Missing) return Task.FromResult<IReadOnlyList<HubItem>>(items);
         if (area == HubArea.Examples)
         {
             foreach (var file in new DirectoryInfo(areaDir).EnumerateFiles())
             {
                 ct.ThrowIfCancellationRequested();
                 if (!HubNames.IsValidName(file.Name)) continue; // hidden temporaries and names the hub cannot address
+                if (FolderPublish.Kind(file.FullName) != EntryKind.File) continue; // a link or fifo is not a hub file
                 try
                 {
                     items.Add(new HubItem(file.Name, HubVersions.LocalFileETag(file.FullName), file.Length, file.LastWriteTimeUtc));
@@ -53,7 +59,15 @@ public sealed class LocalHubStore : IHubStore
             {
                 ct.ThrowIfCancellationRequested();
                 if (!HubNames.IsValidName(dir.Name)) continue; // staging folders are hidden
-                if (Describe(area, dir.FullName) is { } info) items.Add(new HubItem(dir.Name, info.Version, info.Size, info.LastModified));
+                if (FolderPublish.Kind(dir.FullName) != EntryKind.Directory) continue; // a link out of the hub is not an item
+                try
+                {
+                    if (Describe(area, dir.FullName) is { } info) items.Add(new HubItem(dir.Name, info.Version, info.Size, info.LastModified));
+                }
+                catch (IOException)
+                {
+                    // holds a link or a special file: not an item the hub can serve (MaterializeAsync says why)
+                }
             }
         }
         items.Sort((a, b) => string.CompareOrdinal(a.Name, b.Name));
@@ -63,6 +77,7 @@ public sealed class LocalHubStore : IHubStore
     public async Task<StoredFile?> ReadFileAsync(HubArea area, string path, CancellationToken ct = default)
     {
         var full = FilePath(area, path);
+        if (NoLinks(full) == EntryKind.Missing) return null;
         try
         {
             using var handle = File.OpenHandle(full, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete, FileOptions.Asynchronous);
@@ -90,6 +105,7 @@ public sealed class LocalHubStore : IHubStore
     {
         var full = FilePath(area, path);
         ArgumentNullException.ThrowIfNull(content);
+        NoLinks(full);
         var dir = Path.GetDirectoryName(full)!;
         Directory.CreateDirectory(dir);
         var temp = Path.Combine(dir, $".tmp-{Guid.NewGuid():N}-{Path.GetFileName(full)}");
@@ -109,7 +125,7 @@ public sealed class LocalHubStore : IHubStore
     public Task<bool> DeleteFileAsync(HubArea area, string path, CancellationToken ct = default)
     {
         var full = FilePath(area, path);
-        if (!File.Exists(full)) return Task.FromResult(false);
+        if (NoLinks(full) == EntryKind.Missing || !File.Exists(full)) return Task.FromResult(false);
         try
         {
             File.Delete(full);
@@ -124,6 +140,7 @@ public sealed class LocalHubStore : IHubStore
     public Task<MaterializedItem> MaterializeAsync(HubArea area, string name, CancellationToken ct = default)
     {
         var dir = ItemDir(area, name, nameof(MaterializeAsync));
+        NoLinks(dir);
         var info = Describe(area, dir) ?? throw NotFound(area, name, dir);
         return Task.FromResult(new MaterializedItem(name, dir, info.Version));
     }
@@ -134,70 +151,44 @@ public sealed class LocalHubStore : IHubStore
         var target = ItemDir(area, name, nameof(PublishFolderAsync));
         var (body, markers) = PublishSource.Collect(area, localFolder, commitMarker);
         var areaDir = AreaDir(area);
+        NoLinks(target); // a link in place of the item (or its area) would publish out of the hub
         Directory.CreateDirectory(areaDir);
-
-        var staging = Path.Combine(areaDir, $".staging-{name}-{Guid.NewGuid():N}");
-        try
+        await Task.Run(() => FolderPublish.Publish(target, replace: true, staging =>
         {
             foreach (var file in body.Concat(markers)) // the markers last
             {
                 ct.ThrowIfCancellationRequested();
                 var destination = Path.Combine(staging, file.RelativePath.Replace('/', Path.DirectorySeparatorChar));
                 Directory.CreateDirectory(Path.GetDirectoryName(destination)!);
-                await CopyAsync(file.FullPath, destination, ct);
+                File.Copy(file.FullPath, destination);
             }
             ct.ThrowIfCancellationRequested();
-            SwapIn(areaDir, name, staging, target);
-        }
-        finally
-        {
-            TryDeleteDirectory(staging);
-        }
+        }, occupied: _ => null), ct);
     }
 
-    private static void SwapIn(string areaDir, string name, string staging, string target)
+    /// <summary>
+    /// Refuses a path whose components below the hub's root include a symbolic link or a special file: the hub never
+    /// reads or writes outside its folder. Returns what the full path itself is (Missing when it does not exist).
+    /// </summary>
+    private EntryKind NoLinks(string full)
     {
-        // Directory renames are atomic, but a non-empty folder cannot be renamed over another one: move the old item
-        // aside, move the new one in, delete the old one. A concurrent publisher can slip in between; then try again.
-        for (var attempt = 0; ; attempt++)
+        var relative = Path.GetRelativePath(Root, full);
+        var current = Root;
+        var kind = EntryKind.Directory;
+        foreach (var segment in relative.Split(Path.DirectorySeparatorChar))
         {
-            string? old = null;
-            if (Directory.Exists(target))
+            current = Path.Combine(current, segment);
+            kind = FolderPublish.Kind(current);
+            switch (kind)
             {
-                old = Path.Combine(areaDir, $".old-{name}-{Guid.NewGuid():N}");
-                try
-                {
-                    Directory.Move(target, old);
-                }
-                catch (DirectoryNotFoundException)
-                {
-                    old = null; // someone else moved it away first
-                }
-            }
-            try
-            {
-                Directory.Move(staging, target);
-                if (old is not null) TryDeleteDirectory(old);
-                return;
-            }
-            catch (IOException) when (Directory.Exists(target) && attempt < 20)
-            {
-                if (old is not null) TryDeleteDirectory(old);
-            }
-            catch when (old is not null)
-            {
-                // The new item could not move in: put the old one back rather than leave no item.
-                try { Directory.Move(old, target); } catch (IOException) { }
-                throw;
+                case EntryKind.Missing: return kind;
+                case EntryKind.SymbolicLink:
+                    throw new IOException($"{current} is a symbolic link (to {new FileInfo(current).LinkTarget}): the hub never follows links out of its folder {Root}");
+                case EntryKind.Special:
+                    throw new IOException($"{current} is a special file (fifo, socket or device) in the hub {Root}");
             }
         }
-    }
-
-    private static async Task CopyAsync(string source, string destination, CancellationToken ct)
-    {
-        await using var input = new FileStream(source, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 16, FileOptions.Asynchronous | FileOptions.SequentialScan);
-        await using var output = new FileStream(destination, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1 << 16, FileOptions.Asynchronous);
-        await input.CopyToAsync(output, 1 << 20, ct);
+        return kind;
     }
 
     private sealed record ItemInfo(string Version, long Size, DateTimeOffset LastModified);
@@ -212,11 +203,10 @@ public sealed class LocalHubStore : IHubStore
         var last = DateTime.MinValue;
         try
         {
-            var options = new EnumerationOptions { RecurseSubdirectories = true, AttributesToSkip = 0 };
-            foreach (var full in Directory.EnumerateFiles(dir, "*", options))
+            // Throws on a link or special file inside the item (ListAsync skips such an item; MaterializeAsync refuses it).
+            foreach (var (relative, full) in FolderWalk.Files(dir, r => HubNames.IsHidden(r.Split('/')[^1])))
             {
-                var relative = Path.GetRelativePath(dir, full).Replace(Path.DirectorySeparatorChar, '/');
-                if (!HubNames.IsValidPath(relative)) continue; // hidden temporaries
+                if (!HubNames.IsValidPath(relative)) continue; // names the hub cannot address
                 try
                 {
                     var info = new FileInfo(full);
@@ -270,15 +260,5 @@ public sealed class LocalHubStore : IHubStore
     private static void TryDeleteFile(string path)
     {
         try { File.Delete(path); } catch (IOException) { } catch (UnauthorizedAccessException) { }
-    }
-
-    private static void TryDeleteDirectory(string path)
-    {
-        try
-        {
-            if (Directory.Exists(path)) Directory.Delete(path, recursive: true);
-        }
-        catch (IOException) { }
-        catch (UnauthorizedAccessException) { }
     }
 }

@@ -5,6 +5,18 @@ internal static class PublishSource
 {
     public sealed record SourceFile(string RelativePath, string FullPath, long Size);
 
+    /// <summary>
+    /// The regular files under root that a publish sends (hidden entries skipped, names validated). A symbolic link or a
+    /// special file (fifo, socket, device) anywhere below root is refused, naming it: the hub never copies what a link
+    /// points to (it may be outside the folder: a key, a password file) and never blocks reading a fifo.
+    /// </summary>
+    public static List<(string Relative, string Full)> Files(string root, string shownAs)
+    {
+        var files = LoraHub.IO.FolderWalk.Files(root, relative => HubNames.IsHidden(relative.Split('/')[^1]));
+        foreach (var (relative, _) in files) HubNames.ValidatePath(relative, $"file name in {shownAs}");
+        return files;
+    }
+
     /// <summary>Checks the arguments of PublishFolderAsync that need no I/O.</summary>
     public static void ValidateArguments(HubArea area, string name, string localFolder, string commitMarker)
     {
@@ -32,12 +44,8 @@ internal static class PublishSource
         }
         var body = new List<SourceFile>();
         var markers = new SourceFile?[markerNames.Count];
-        var options = new EnumerationOptions { RecurseSubdirectories = true, AttributesToSkip = 0, IgnoreInaccessible = false };
-        foreach (var full in Directory.EnumerateFiles(root, "*", options))
+        foreach (var (relative, full) in Files(root, localFolder))
         {
-            var relative = Path.GetRelativePath(root, full).Replace(Path.DirectorySeparatorChar, '/');
-            if (relative.Split('/').Any(HubNames.IsHidden)) continue;
-            HubNames.ValidatePath(relative, $"file name in {localFolder}");
             var file = new SourceFile(relative, full, new FileInfo(full).Length);
             var m = markerNames.IndexOf(relative);
             if (m >= 0) markers[m] = file;

@@ -163,7 +163,8 @@ public abstract class HubCliContract : IDisposable
 
 public sealed class LocalHubCliTests : HubCliContract
 {
-    protected override string Hub => Temp["hub"];
+    // An existing (empty) folder: `hub list` on a folder that does not exist is an error (HostileHubTests).
+    protected override string Hub => Directory.CreateDirectory(Temp["hub"]).FullName;
 
     [Fact]
     public void An_empty_hub_lists_nothing()

@@ -67,7 +67,7 @@ internal static class ComposeCommand
                 foreach (var w in result.Record.Warnings) Console.Error.WriteLine($"lorahub: warning: {w}");
                 var png = Report.RenderPng(result.Record.History.Select(h => h.Objective).ToList(),
                     result.Record.Modules.Select(m => m.Name).ToList(), result.Record.Weights, Path.GetFileNameWithoutExtension(parse.GetValue(examples)!));
-                CompositionOutput.Write(outDir, result, parse.GetValue(force), png);
+                CompositionOutput.Write(outDir, result, parse.GetValue(force), png, FaultHooks.PublishStep());
                 if (parse.GetValue(format) == "json")
                 {
                     Console.Out.WriteLine(JsonNode.Parse(result.Record.ToJson())!.ToJsonString(Common.Json));

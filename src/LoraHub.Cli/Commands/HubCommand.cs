@@ -85,7 +85,11 @@ internal static class HubCommand
                 if (!HubNames.TryParseArea(only, out var a)) throw new UsageException($"--area '{only}' is not one of models, modules, examples, adapters");
                 areas = [a];
             }
-            var store = OpenHub(parse.GetValue(hub)!);
+            var location = parse.GetValue(hub)!;
+            var store = OpenHub(location);
+            // Listing a folder that is not there is a mistake (a typo), not an empty hub; push creates the folder.
+            if (!HubStoreFactory.IsBlobConnectionString(location) && !Directory.Exists(location))
+                throw new DirectoryNotFoundException($"--hub {location} does not exist (push something to create a hub there)");
             var items = new JsonArray();
             var lines = new List<string>();
             foreach (var current in areas)
@@ -119,6 +123,8 @@ internal static class HubCommand
     private static IHubStore OpenHub(string location)
     {
         if (string.IsNullOrWhiteSpace(location)) throw new UsageException("--hub is empty: give a folder or a blob connection string");
+        if (!HubStoreFactory.IsBlobConnectionString(location) && File.Exists(location))
+            throw new IOException($"--hub {location} is a file, not a hub folder");
         // A person is waiting: give up on an unreachable account after a few seconds, not the SDK's half minute.
         var options = new Azure.Storage.Blobs.BlobClientOptions();
         options.Retry.MaxRetries = 3;
@@ -142,11 +148,9 @@ internal static class HubCommand
         {
             throw new UsageException($"{markerPath} is not valid JSON ({e.Message})");
         }
-        var files = Directory.EnumerateFiles(full, "*", new EnumerationOptions { RecurseSubdirectories = true, AttributesToSkip = 0 })
-            .Where(f => !Path.GetRelativePath(full, f).Split(Path.DirectorySeparatorChar).Any(HubNames.IsHidden))
-            .ToList();
-        foreach (var f in files) HubNames.ValidatePath(Path.GetRelativePath(full, f).Replace(Path.DirectorySeparatorChar, '/'), $"file name in {folder}");
-        return new Step(area, itemName, files.Count, files.Sum(f => new FileInfo(f).Length),
+        // Refuses symbolic links and special files inside the folder (naming them) before anything is uploaded.
+        var files = PushableFolder.Files(full);
+        return new Step(area, itemName, files.Count, files.Sum(f => f.Size),
             store => store.PublishFolderAsync(area, itemName, full, marker));
     }
 
@@ -165,12 +169,16 @@ internal static class HubCommand
             .Where(d => !HubNames.IsHidden(Path.GetFileName(d)) && File.Exists(Path.Combine(d, "adapter_config.json")))
             .Order(StringComparer.Ordinal)
             .ToList();
+        // A module folder in the pool that is a link may lead anywhere: push it with --module if that is meant.
+        if (modules.FirstOrDefault(d => new DirectoryInfo(d).LinkTarget is not null) is { } link)
+            throw new UsageException($"{link} is a symbolic link (to {new DirectoryInfo(link).LinkTarget}): --modules does not follow links out of {pool}; push it with --module");
         if (modules.Count == 0) throw new UsageException($"{pool} holds no module folders (sub folders with adapter_config.json)");
         return modules.Select(d => PlanModule(d, null)).ToList();
     }
 
     private static List<Step> PlanExamples(string file, string? task)
     {
+        PushableFolder.CheckFile(file); // a fifo would block the read below
         if (!File.Exists(file)) throw new UsageException($"{file} does not exist");
         var stem = Path.GetFileNameWithoutExtension(file);
         var taskName = task ?? stem;
@@ -190,6 +198,7 @@ internal static class HubCommand
         var sidecar = Path.Combine(Path.GetDirectoryName(Path.GetFullPath(file))!, stem + ".json");
         if (!isDocument && File.Exists(sidecar) && !string.Equals(Path.GetFullPath(sidecar), Path.GetFullPath(file), StringComparison.Ordinal))
         {
+            PushableFolder.CheckFile(sidecar);
             var settings = File.ReadAllBytes(sidecar);
             try
             {

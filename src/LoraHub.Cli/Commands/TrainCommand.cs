@@ -33,9 +33,10 @@ internal static class TrainCommand
         var initSeed = new Option<int>("--init-seed") { Description = "hub-wide seed of the A initialisation: use one value for every module of a hub", DefaultValueFactory = _ => defaults.InitSeed };
         var freezeA = new Option<bool>("--freeze-a") { Description = "train B only; A keeps its seeded start (shared by every module with the same --init-seed)" };
         var maxTokens = new Option<int>("--max-input-tokens") { Description = "truncate inputs longer than this (keeping EOS)", DefaultValueFactory = _ => ExampleTokenizer.DefaultMaxTokens };
+        var force = new Option<bool>("--force") { Description = "replace a module (or other files) already in --out" };
         var command = new Command("train", "Train a new LoRA module on examples (base model frozen).")
         {
-            baseDir, data, output, rank, alpha, targets, steps, lr, aLr, batch, seed, initSeed, freezeA, maxTokens,
+            baseDir, data, output, rank, alpha, targets, steps, lr, aLr, batch, seed, initSeed, freezeA, maxTokens, force,
         };
         command.SetAction(CliErrors.Guard(parse =>
         {
@@ -66,6 +67,7 @@ internal static class TrainCommand
             OptionChecks.Range("--batch-size", options.BatchSize, 1, OptionChecks.MaxBatch);
             var dataPath = Path.GetFullPath(parse.GetValue(data)!);
             var outDir = Path.GetFullPath(parse.GetValue(output)!);
+            ModuleOutput.CheckTarget(outDir, parse.GetValue(force)); // refuse before training
             var examples = ExampleFile.Load(dataPath);
             var dir = parse.GetValue(baseDir)!;
             using var model = ModelLoader.Load(dir);
@@ -85,7 +87,7 @@ internal static class TrainCommand
             }
             using (result)
             {
-                result.Save(outDir, Path.GetFullPath(dir), dataPath);
+                ModuleOutput.Write(outDir, result, Path.GetFullPath(dir), dataPath, parse.GetValue(force));
             }
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
                 $"trained {result.Adapter.Layers.Count} layers, {options.Steps} steps in {result.Elapsed.TotalSeconds:F1} s: loss {result.Losses[0]:F4} -> {result.FinalLoss:F4}; wrote {outDir}"));

@@ -1,65 +1,60 @@
+using LoraHub.IO;
+
 namespace LoraHub.Core.Composition;
 
 /// <summary>
-/// Writes a composition folder (adapter_config.json, adapter_model.safetensors, report.png, lorahub.json)
-/// all or nothing: everything goes to a hidden sibling folder that is renamed into place at the end, so a
-/// reader never sees a half-written adapter and a failure leaves the previous output untouched.
+/// Writes a composition folder (adapter_config.json, adapter_model.safetensors, report.png, lorahub.json) all or
+/// nothing, exclusively and crash-safely: everything goes to a hidden sibling folder that is moved into place under a
+/// lock (FolderPublish; protocol in docs/hostile-inputs-publish.md). Of several runs racing for one --out one writes and
+/// the others fail with a clear error; with force a killed run leaves the old or the new composition, never none.
 /// </summary>
 public static class CompositionOutput
 {
     public const string RecordFile = "lorahub.json";
     public const string ReportFile = "report.png";
 
-    /// <summary>Refuses an --out folder that already holds a composition (or other files) unless force is set.</summary>
+    /// <summary>
+    /// Refuses, before any compute, an --out that cannot hold the result: a file, a folder whose parent cannot be
+    /// created or written, or (unless force is set) a folder that already holds a composition or other files.
+    /// Leftovers of killed runs next to it are cleaned (or a lost composition restored) on the way.
+    /// </summary>
     public static void CheckTarget(string directory, bool force)
     {
-        if (force || !Directory.Exists(directory)) return;
-        if (File.Exists(Path.Combine(directory, RecordFile)))
-            throw new CompositionException($"{directory} already holds a composition (lorahub.json); use --force to replace it");
-        if (Directory.EnumerateFileSystemEntries(directory).Any())
-            throw new CompositionException($"{directory} is not empty; use --force to replace it");
-    }
-
-    public static void Write(string directory, CompositionResult result, bool force, byte[]? reportPng = null)
-    {
-        directory = Path.GetFullPath(directory.TrimEnd(Path.DirectorySeparatorChar));
-        CheckTarget(directory, force);
-        var parent = Path.GetDirectoryName(directory)!;
-        Directory.CreateDirectory(parent);
-        var name = Path.GetFileName(directory);
-        var staging = Path.Combine(parent, $".{name}.writing-{Guid.NewGuid():N}");
         try
         {
-            Directory.CreateDirectory(staging);
-            result.Adapter.Save(staging, result.Record.BaseModel);
-            if (reportPng is not null) File.WriteAllBytes(Path.Combine(staging, ReportFile), reportPng);
-            File.WriteAllText(Path.Combine(staging, RecordFile), result.Record.ToJson());
-            Swap(staging, directory);
+            FolderPublish.Check(directory, force, Occupied);
         }
-        finally
+        catch (IOException e)
         {
-            if (Directory.Exists(staging)) Directory.Delete(staging, recursive: true);
+            throw new CompositionException($"--out: {e.Message}");
         }
     }
 
-    /// <summary>Moves the finished folder into place; an existing one is moved aside first and removed after.</summary>
-    private static void Swap(string staging, string directory)
+    public static void Write(string directory, CompositionResult result, bool force, byte[]? reportPng = null) =>
+        Write(directory, result, force, reportPng, step: null);
+
+    /// <summary>Write, with a callback between the publish protocol's steps (tests kill the process there).</summary>
+    public static void Write(string directory, CompositionResult result, bool force, byte[]? reportPng, Action<string>? step)
     {
-        string? aside = null;
-        if (Directory.Exists(directory))
-        {
-            aside = Path.Combine(Path.GetDirectoryName(directory)!, $".{Path.GetFileName(directory)}.replaced-{Guid.NewGuid():N}");
-            Directory.Move(directory, aside);
-        }
+        ArgumentNullException.ThrowIfNull(result);
         try
         {
-            Directory.Move(staging, directory);
+            FolderPublish.Publish(directory, force, staging =>
+            {
+                result.Adapter.Save(staging, result.Record.BaseModel);
+                if (reportPng is not null) File.WriteAllBytes(Path.Combine(staging, ReportFile), reportPng);
+                File.WriteAllText(Path.Combine(staging, RecordFile), result.Record.ToJson());
+            }, Occupied, step);
         }
-        catch
+        catch (IOException e)
         {
-            if (aside is not null) Directory.Move(aside, directory); // put the old output back
-            throw;
+            throw new CompositionException($"--out: {e.Message}");
         }
-        if (aside is not null) Directory.Delete(aside, recursive: true);
     }
+
+    /// <summary>Why an existing folder may not be replaced without --force; null when it is empty.</summary>
+    private static string? Occupied(string directory) =>
+        File.Exists(Path.Combine(directory, RecordFile)) ? $"{directory} already holds a composition ({RecordFile}); use --force to replace it"
+        : Directory.EnumerateFileSystemEntries(directory).Any() ? $"{directory} is not empty; use --force to replace it"
+        : null;
 }

@@ -26,7 +26,8 @@ internal static class HttpBodies
         JsonNode? node;
         try
         {
-            node = JsonNode.Parse(buffer.ToArray());
+            // A duplicate key is an error here, not an ArgumentException later when the object is read (a 500).
+            node = JsonNode.Parse(buffer.ToArray(), documentOptions: new JsonDocumentOptions { AllowDuplicateProperties = false });
         }
         catch (JsonException e)
         {
