@@ -242,9 +242,8 @@ public sealed class HostileEntryPointTests(FunctionsHub hub)
         Assert.Null(await hub.Store.ReadFileAsync(HubArea.Adapters, $"{task}/lorahub.json"));
     }
 
-    // The examples parser (Core, the readers' half of issue 13) reads lines with JsonNode.Parse, which accepts a duplicate
-    // key and throws ArgumentException when the object is read: the blob trigger then fails instead of writing .error.json.
-    [Fact(Skip = "fix in the readers' half: ExampleFile.Parse must refuse duplicate keys (JsonDocumentOptions.AllowDuplicateProperties = false)")]
+    // A duplicate key in an example line is refused by the examples parser: the trigger writes .error.json.
+    [Fact]
     public Task A_dropped_file_with_a_duplicate_key_gets_an_error_file() =>
         A_hostile_dropped_file_gets_an_error_file_and_starts_nothing("h-duplicate-key-line", """{"input": "a", "input": "b", "output": "c"}""" + "\n", null);
 
