@@ -49,6 +49,7 @@ public static class LoraHubServices
         services.AddTransient<CompositionsApi>();
         services.AddTransient<HubApi>();
         services.AddTransient<EvaluatorApi>();
+        services.AddTransient<WatchApi>();
         return services;
     }
 

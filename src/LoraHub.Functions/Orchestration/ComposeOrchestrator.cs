@@ -1,6 +1,7 @@
 using LoraHub.Core.Optimization;
 using LoraHub.Functions.Activities;
 using LoraHub.Functions.Contracts;
+using LoraHub.Functions.Telemetry;
 using Microsoft.Azure.Functions.Worker;
 using Microsoft.DurableTask;
 
@@ -61,7 +62,8 @@ public static class ComposeOrchestrator
                 history.Add(new Evaluation(history.Count + 1, batch[i], scores[i].Loss, scores[i].L1, scores[i].Objective));
                 if (scores[i].Loss is not null) best = Math.Min(best ?? double.MaxValue, scores[i].Objective);
             }
-            context.SetCustomStatus(new CompositionStatus("search", history.Count, request.Budget, best));
+            context.SetCustomStatus(new CompositionStatus("search", history.Count, request.Budget, best, ObjectiveCurve.Of(history)));
+            CompositionTelemetry.Round(context.CreateReplaySafeLogger(CompositionTelemetry.Category), context.InstanceId, history.Count, best, (context.CurrentUtcDateTime - started).TotalSeconds);
         }
         var winner = optimizer.Best ?? throw new InvalidOperationException("the optimizer evaluated nothing");
         if (best is null)
@@ -74,7 +76,8 @@ public static class ComposeOrchestrator
             new MaterializeAdapterInput(request with { Examples = [] }, selected.Names, winner.Point, history, selected.Warnings, request.Examples.Count,
                 (searchStarted - started).TotalSeconds, searchSeconds, selected.Versions), Retry);
         var bestEvaluation = history.First(h => h.Weights.AsSpan().SequenceEqual(winner.Point));
-        context.SetCustomStatus(new CompositionStatus("done", history.Count, request.Budget, best));
+        context.SetCustomStatus(new CompositionStatus("done", history.Count, request.Budget, best, ObjectiveCurve.Of(history)));
+        CompositionTelemetry.Ended(context.CreateReplaySafeLogger(CompositionTelemetry.Category), context.InstanceId, "completed", history.Count, best, (context.CurrentUtcDateTime - started).TotalSeconds);
         return new CompositionOutcome(request.Task, request.BaseModel, selected.Names, winner.Point, winner.Value,
             bestEvaluation.Loss, history.Count, adapter.Path);
     }
