@@ -2,7 +2,8 @@
 // look at it: the composition's row appears, its chart fills in while it runs, it completes, its weights and
 // report.png show. Prints one JSON line of what it saw; exits 1 with a message when something does not show.
 // Env: LORAHUB_UI (the page's URL), CHROMIUM, NODE_TOOLS (node_modules holding playwright-core), SCREENSHOT,
-// COMPOSITION (the id to watch), MODULES (how many weights to expect).
+// MODULES (how many weights to expect). Prints "ready" once the page shows, then reads the composition's id (started
+// by the test only then, so the page sees it run) from stdin.
 "use strict";
 const path = require("path");
 const fs = require("fs");
@@ -22,8 +23,12 @@ async function main() {
     const page = context.pages()[0] || await context.newPage();
     const errors = [];
     page.on("pageerror", e => errors.push(e.message));
-    const id = process.env.COMPOSITION;
     await page.goto(process.env.LORAHUB_UI);
+    await page.waitForFunction(() => !document.getElementById("empty").hidden || document.querySelector("#compositions tbody tr"), null, { timeout: 30000 });
+    console.log("ready");
+    const id = await new Promise(resolve => process.stdin.once("data", d => resolve(String(d).trim())));
+    process.stdin.destroy(); // or the open stdin keeps node alive after the end
+    await page.goto(`${process.env.LORAHUB_UI}&id=${id}`);
     const row = page.locator(`#compositions tbody tr[data-id="${id}"]`);
     await row.waitFor({ timeout: 30000 });
 
