@@ -48,6 +48,9 @@ param evaluatorMaxReplicas int = 2
 @description('How long the front app waits for one EvaluateCandidates call on the GPU app (seconds).')
 param evaluatorTimeoutSeconds int = 900
 
+@description('Object id of a user or group allowed to push models, modules and examples into the hub (Storage Blob Data Contributor); empty: none. The account takes no keys, so `lorahub hub push` signs in with Entra ID (az login).')
+param hubWriterPrincipalId string = ''
+
 var suffix = uniqueString(resourceGroup().id)
 var storageName = toLower(take('${replace(name, '-', '')}${suffix}', 24))
 var hubContainers = [ 'models', 'modules', 'examples', 'adapters' ]
@@ -95,6 +98,9 @@ resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' = {
     minimumTlsVersion: 'TLS1_2'
     supportsHttpsTrafficOnly: true
     allowBlobPublicAccess: false
+    // Keyless: the apps sign in with their managed identity (role assignments below); no account key is ever read.
+    allowSharedKeyAccess: false
+    defaultToOAuthAuthentication: true
     accessTier: 'Hot'
   }
 }
@@ -112,7 +118,48 @@ resource containers 'Microsoft.Storage/storageAccounts/blobServices/containers@2
   }
 }]
 
-var storageConnection = 'DefaultEndpointsProtocol=https;AccountName=${storage.name};AccountKey=${storage.listKeys().keys[0].value};EndpointSuffix=${environment().suffixes.storage}'
+// The apps' managed identity: blobs (the hub, the host's locks and blob-trigger receipts), queues and tables (the
+// Durable task hub, the blob trigger's poison queue).
+var storageRoles = {
+  blobDataOwner: 'b7e6dc6d-f1e8-4753-8033-0f276bb0955b'
+  queueDataContributor: '974c5e8b-45b9-4653-ba55-5f855dd0fb88'
+  tableDataContributor: '0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3'
+}
+
+resource identityUsesStorage 'Microsoft.Authorization/roleAssignments@2022-04-01' = [for role in items(storageRoles): {
+  name: guid(storage.id, identity.id, role.value)
+  scope: storage
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', role.value)
+    principalId: identity.properties.principalId
+    principalType: 'ServicePrincipal'
+  }
+}]
+
+var blobDataContributorRole = subscriptionResourceId('Microsoft.Authorization/roleDefinitions', 'ba92f5b4-2d11-453d-a403-e96b0029c9fe')
+
+resource writerCanPush 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (!empty(hubWriterPrincipalId)) {
+  name: guid(storage.id, hubWriterPrincipalId, blobDataContributorRole)
+  scope: storage
+  properties: {
+    roleDefinitionId: blobDataContributorRole
+    principalId: hubWriterPrincipalId
+  }
+}
+
+// Identity-based connections (no connection string): the Functions host's storage and the hub's, the latter read by
+// the blob trigger (LoraHub:Storage connection) and by the app's hub store (HubConnection) alike.
+var blobEndpoint = storage.properties.primaryEndpoints.blob
+var queueEndpoint = storage.properties.primaryEndpoints.queue
+var storageSettings = [
+  { name: 'AzureWebJobsStorage__accountName', value: storage.name }
+  { name: 'AzureWebJobsStorage__credential', value: 'managedidentity' }
+  { name: 'AzureWebJobsStorage__clientId', value: identity.properties.clientId }
+  { name: 'LoraHub__Storage__blobServiceUri', value: blobEndpoint }
+  { name: 'LoraHub__Storage__queueServiceUri', value: queueEndpoint }
+  { name: 'LoraHub__Storage__credential', value: 'managedidentity' }
+  { name: 'LoraHub__Storage__clientId', value: identity.properties.clientId }
+]
 
 // ---- monitoring ------------------------------------------------------------------------------------------------
 
@@ -141,12 +188,9 @@ resource acaEnvironment 'Microsoft.App/managedEnvironments@2024-03-01' = {
   name: '${name}-env-${suffix}'
   location: location
   properties: {
+    // Logs through Azure Monitor (the diagnostic setting below) rather than the workspace's shared key.
     appLogsConfiguration: {
-      destination: 'log-analytics'
-      logAnalyticsConfiguration: {
-        customerId: logs.properties.customerId
-        sharedKey: logs.listKeys().primarySharedKey
-      }
+      destination: 'azure-monitor'
     }
     workloadProfiles: [
       { name: 'Consumption', workloadProfileType: 'Consumption' }
@@ -155,15 +199,22 @@ resource acaEnvironment 'Microsoft.App/managedEnvironments@2024-03-01' = {
   }
 }
 
-var commonSettings = [
-  { name: 'AzureWebJobsStorage', value: storageConnection }
+resource acaLogs 'Microsoft.Insights/diagnosticSettings@2021-05-01-preview' = {
+  name: 'logs'
+  scope: acaEnvironment
+  properties: {
+    workspaceId: logs.id
+    logs: [ { categoryGroup: 'allLogs', enabled: true } ]
+  }
+}
+
+var commonSettings = concat(storageSettings, [
   { name: 'FUNCTIONS_EXTENSION_VERSION', value: '~4' }
   { name: 'FUNCTIONS_WORKER_RUNTIME', value: 'dotnet-isolated' }
   { name: 'APPLICATIONINSIGHTS_CONNECTION_STRING', value: insights.properties.ConnectionString }
-  { name: 'LoraHub__Storage', value: storageConnection }
   { name: 'LoraHub__CacheRoot', value: '/tmp/lorahub-cache' }
   { name: 'OMP_WAIT_POLICY', value: 'PASSIVE' }
-]
+])
 
 resource evaluator 'Microsoft.Web/sites@2024-04-01' = {
   name: '${name}-gpu-${suffix}'
@@ -173,7 +224,7 @@ resource evaluator 'Microsoft.Web/sites@2024-04-01' = {
     type: 'UserAssigned'
     userAssignedIdentities: { '${identity.id}': {} }
   }
-  dependsOn: [ identityCanPull ]
+  dependsOn: [ identityCanPull, identityUsesStorage ]
   properties: {
     managedEnvironmentId: acaEnvironment.id
     workloadProfileName: gpuProfileName
@@ -220,7 +271,7 @@ resource front 'Microsoft.Web/sites@2024-04-01' = {
     type: 'UserAssigned'
     userAssignedIdentities: { '${identity.id}': {} }
   }
-  dependsOn: [ identityCanPull ]
+  dependsOn: [ identityCanPull, identityUsesStorage ]
   properties: {
     serverFarmId: plan.id
     httpsOnly: true
@@ -243,6 +294,7 @@ resource front 'Microsoft.Web/sites@2024-04-01' = {
 }
 
 output storageAccount string = storage.name
+output hubBlobEndpoint string = blobEndpoint
 output registryLoginServer string = registry.properties.loginServer
 output frontAppHost string = front.properties.defaultHostName
 output evaluatorAppHost string = evaluator.properties.defaultHostName

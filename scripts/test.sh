@@ -9,4 +9,7 @@ export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1
 # Azurite (npm, pinned by package-lock.json) for the storage tests: installed into .tools/azurite once; each
 # test run starts its own on free ports (tests/Shared/AzuriteFixture.cs).
 bash scripts/azurite.sh install
+# Headless Chromium (Debian's package; apt-get, skipped when installed) and playwright-core for the watch page's
+# browser test, which fails without them.
+bash scripts/browser.sh install
 dotnet test LoraHub.Functions.sln -c Release --logger "console;verbosity=normal" "$@"

@@ -8,7 +8,11 @@ public sealed class LoraHubOptions
 {
     public const string Section = "LoraHub";
 
-    /// <summary>The hub: a blob connection string ("UseDevelopmentStorage=true" for Azurite) or a local folder.</summary>
+    /// <summary>
+    /// The hub: a blob connection string ("UseDevelopmentStorage=true" for Azurite), a blob service URL (signed in with
+    /// DefaultAzureCredential) or a local folder. In Azure the keyless form is the section's children instead:
+    /// LoraHub__Storage__blobServiceUri, __credential=managedidentity, __clientId (HubConnection).
+    /// </summary>
     public string Storage { get; set; } = "UseDevelopmentStorage=true";
 
     /// <summary>Where downloaded models and modules are cached (keyed by ETag); default: {temp}/lorahub-cache.</summary>

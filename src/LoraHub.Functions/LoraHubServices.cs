@@ -20,7 +20,12 @@ public static class LoraHubServices
         services.TryAddSingleton<IHubStore>(sp =>
         {
             var o = sp.GetRequiredService<IOptions<LoraHubOptions>>().Value;
-            return HubStoreFactory.Create(o.Storage, o.ResolvedCacheRoot);
+            // Keyless in Azure: LoraHub__Storage__blobServiceUri (+ __credential, __clientId), the same settings the
+            // blob trigger's connection reads; else LoraHub__Storage is a connection string, a service URL or a folder.
+            var storage = configuration.GetSection(LoraHubOptions.Section).GetSection(nameof(LoraHubOptions.Storage));
+            return storage.Value is null && HubConnection.FromSettings(key => storage[key]) is { } identity
+                ? HubStoreFactory.Create(identity, o.ResolvedCacheRoot)
+                : HubStoreFactory.Create(o.Storage, o.ResolvedCacheRoot);
         });
         services.TryAddSingleton<IFaultInjector, NoFaults>();
         services.AddSingleton<EngineCache>();
@@ -45,6 +50,7 @@ public static class LoraHubServices
         services.AddTransient<CompositionsApi>();
         services.AddTransient<HubApi>();
         services.AddTransient<EvaluatorApi>();
+        services.AddTransient<WatchApi>();
         return services;
     }
 

@@ -1,4 +1,5 @@
 using LoraHub.Functions;
+using LoraHub.Functions.Telemetry;
 using Microsoft.Azure.Functions.Worker.Builder;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
@@ -9,6 +10,7 @@ using Microsoft.Extensions.Options;
 var builder = FunctionsApplication.CreateBuilder(args);
 builder.ConfigureFunctionsWebApplication();
 builder.Services.AddLoraHub(builder.Configuration);
+builder.AddLoraHubLogging();
 
 var app = builder.Build();
 LoraHubServices.ApplyTorchSettings(app.Services.GetRequiredService<IOptions<LoraHubOptions>>().Value);

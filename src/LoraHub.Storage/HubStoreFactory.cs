@@ -1,11 +1,15 @@
 namespace LoraHub.Storage;
 
-/// <summary>Opens a hub from one configuration string: a blob connection string or a local folder.</summary>
+/// <summary>
+/// Opens a hub from one configuration string: a blob connection string, a blob service URL (signed in with
+/// DefaultAzureCredential: no account key), or a local folder; or from identity settings (<see cref="HubConnection"/>).
+/// </summary>
 public static class HubStoreFactory
 {
     /// <summary>
     /// "UseDevelopmentStorage=true" (Azurite on its default ports) or a connection string with "AccountName=" or
-    /// "BlobEndpoint=" opens a BlobHubStore that downloads into cacheRoot; anything else is a local folder (LocalHubStore).
+    /// "BlobEndpoint=" opens a BlobHubStore that downloads into cacheRoot; so does an https URL of a blob service
+    /// (with DefaultAzureCredential); anything else is a local folder (LocalHubStore).
     /// </summary>
     public static IHubStore Create(string location, string cacheRoot) => Create(location, cacheRoot, null);
 
@@ -13,8 +17,15 @@ public static class HubStoreFactory
     public static IHubStore Create(string location, string cacheRoot, Azure.Storage.Blobs.BlobClientOptions? blobOptions)
     {
         if (string.IsNullOrWhiteSpace(location)) throw new ArgumentException("the hub location is empty: give a folder or a blob connection string", nameof(location));
-        return IsBlobConnectionString(location) ? new BlobHubStore(location.Trim(), cacheRoot, blobOptions) : new LocalHubStore(location);
+        if (IsBlobConnectionString(location)) return new BlobHubStore(location.Trim(), cacheRoot, blobOptions);
+        if (HubConnection.IsServiceUri(location))
+            return Create(HubConnection.FromSettings(k => k == "serviceUri" ? location : null)!, cacheRoot, blobOptions);
+        return new LocalHubStore(location);
     }
+
+    /// <summary>A blob hub signed in with a token credential (managed identity, workload identity, Azure CLI...).</summary>
+    public static BlobHubStore Create(HubConnection connection, string cacheRoot, Azure.Storage.Blobs.BlobClientOptions? blobOptions = null) =>
+        new(connection.CreateClient(blobOptions), cacheRoot);
 
     /// <summary>Create with the default cache folder (DefaultCacheRoot).</summary>
     public static IHubStore Create(string location) => Create(location, DefaultCacheRoot);

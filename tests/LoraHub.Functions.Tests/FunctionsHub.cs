@@ -37,6 +37,8 @@ public class FunctionsHub : IAsyncLifetime
     public TestFaults Faults { get; } = new();
     /// <summary>Every activity call the test host ran: (instance id, activity, input JSON, output JSON).</summary>
     public ActivityRecorder Recorder { get; } = new();
+    /// <summary>The LoraHub.Composition log lines of the orchestrations (CompositionTelemetry).</summary>
+    public CapturedLogs Logs { get; } = new();
     public string CacheRoot { get; } = Directory.CreateTempSubdirectory("lorahub-functions-cache-").FullName;
 
     public static string FixturesRoot => Path.Combine(AppContext.BaseDirectory, "fixtures", "t5");
@@ -69,7 +71,8 @@ public class FunctionsHub : IAsyncLifetime
         Services = services.BuildServiceProvider();
 
         await PublishHubAsync();
-        Durable = await DurableTaskTestHost.StartAsync(Register);
+        // The composition's telemetry lines are captured (Logs); other categories print warnings only.
+        Durable = await DurableTaskTestHost.StartAsync(Register, new DurableTaskTestHostOptions { LoggerFactory = Logs.Factory });
     }
 
     /// <summary>Uploads the hub the tests compose on: the base model and its modules.</summary>
@@ -98,6 +101,7 @@ public class FunctionsHub : IAsyncLifetime
         if (Durable is not null) await Durable.DisposeAsync();
         if (Services is not null) await Services.DisposeAsync();
         Azurite?.Dispose();
+        Logs.Factory.Dispose();
         try { Directory.Delete(CacheRoot, recursive: true); } catch (IOException) { }
     }
 
@@ -137,6 +141,45 @@ public class FunctionsHub : IAsyncLifetime
 public sealed class FunctionsCollection : ICollectionFixture<FunctionsHub>
 {
     public const string Name = "functions";
+}
+
+/// <summary>Captures log lines of the LoraHub.Composition category with their structured fields.</summary>
+public sealed class CapturedLogs : ILoggerProvider
+{
+    private readonly List<(string EventName, IReadOnlyDictionary<string, object?> Fields, string Message)> lines = [];
+
+    public CapturedLogs()
+    {
+        Factory = LoggerFactory.Create(b => b
+            .AddProvider(this)
+            .AddSimpleConsole()
+            .AddFilter((provider, category, level) => provider == typeof(CapturedLogs).FullName
+                ? category == Telemetry.CompositionTelemetry.Category
+                : level >= LogLevel.Warning));
+    }
+
+    public ILoggerFactory Factory { get; }
+
+    public IReadOnlyList<(string EventName, IReadOnlyDictionary<string, object?> Fields, string Message)> For(string instanceId)
+    {
+        lock (lines) return lines.Where(l => Equals(l.Fields.GetValueOrDefault("InstanceId"), instanceId)).ToList();
+    }
+
+    public ILogger CreateLogger(string categoryName) => new Logger(this);
+
+    public void Dispose() { }
+
+    private sealed class Logger(CapturedLogs owner) : ILogger
+    {
+        public IDisposable? BeginScope<TState>(TState state) where TState : notnull => null;
+        public bool IsEnabled(LogLevel logLevel) => true;
+
+        public void Log<TState>(LogLevel logLevel, EventId eventId, TState state, Exception? exception, Func<TState, Exception?, string> formatter)
+        {
+            var fields = state is IEnumerable<KeyValuePair<string, object?>> pairs ? pairs.ToDictionary(p => p.Key, p => p.Value) : [];
+            lock (owner.lines) owner.lines.Add((eventId.Name ?? "", fields, formatter(state, exception)));
+        }
+    }
 }
 
 /// <summary>Makes the next N calls of an activity throw (a worker crash, a storage hiccup).</summary>

@@ -43,7 +43,8 @@ public sealed class FunctionsMetadataTests
         Assert.Equal(declared, listed);
         Assert.Equal(
             ["ComposeOrchestrator", "EvaluateCandidates", "EvaluateCandidatesHttp", "ExamplesBlobTrigger", "GenerateWithAdapter", "GetAdapter",
-             "GetComposition", "Health", "ListModules", "ListPool", "MaterializeAdapter", "SelectModules", "StartComposition", "TerminateComposition"],
+             "GetAdapterReport", "GetComposition", "Health", "ListCompositions", "ListModules", "ListPool", "MaterializeAdapter", "OpenApi", "SelectModules",
+             "StartComposition", "TerminateComposition", "WatchPage"],
             listed);
         Assert.True(File.Exists(Path.Combine(Output, "host.json")), "host.json is copied next to functions.metadata");
         Assert.True(File.Exists(Path.Combine(Output, "worker.config.json")));
@@ -59,6 +60,10 @@ public sealed class FunctionsMetadataTests
     [InlineData("GenerateWithAdapter", "post", "adapters/{task}/generate", "Function", false)]
     [InlineData("EvaluateCandidatesHttp", "post", "evaluate", "Function", false)]
     [InlineData("Health", "get", "health", "Anonymous", false)]
+    [InlineData("ListCompositions", "get", "compositions", "Function", true)]
+    [InlineData("GetAdapterReport", "get", "adapters/{task}/report.png", "Function", false)]
+    [InlineData("WatchPage", "get", "ui", "Function", false)]
+    [InlineData("OpenApi", "get", "openapi.json", "Anonymous", false)]
     public void Http_functions_have_their_route_method_authorization_and_bindings(string name, string method, string route, string auth, bool durableClient)
     {
         var function = Function(name);

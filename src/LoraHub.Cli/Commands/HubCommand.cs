@@ -20,7 +20,7 @@ internal static class HubCommand
 
     private static Option<string> Hub() => new("--hub")
     {
-        Description = "the hub: a folder, or a blob connection string (\"UseDevelopmentStorage=true\" for Azurite)",
+        Description = "the hub: a folder, a blob connection string (\"UseDevelopmentStorage=true\" for Azurite), or a blob service URL (https://ACCOUNT.blob.core.windows.net, signed in with Entra ID: az login)",
         Required = true,
     };
 

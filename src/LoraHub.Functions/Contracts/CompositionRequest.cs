@@ -35,9 +35,10 @@ public sealed record CompositionOutcome(
     [property: JsonPropertyName("evaluations")] int Evaluations,
     [property: JsonPropertyName("adapter_path")] string AdapterPath);
 
-/// <summary>The orchestration's custom status while it runs.</summary>
+/// <summary>The orchestration's custom status while it runs; Curve: [evaluation, objective] points (ObjectiveCurve).</summary>
 public sealed record CompositionStatus(
     [property: JsonPropertyName("phase")] string Phase,
     [property: JsonPropertyName("evaluations")] int Evaluations,
     [property: JsonPropertyName("budget")] int Budget,
-    [property: JsonPropertyName("best_objective")] double? BestObjective);
+    [property: JsonPropertyName("best_objective")] double? BestObjective,
+    [property: JsonPropertyName("curve")] IReadOnlyList<double[]>? Curve = null);

@@ -3,6 +3,7 @@ using LoraHub.Core.Composition;
 using LoraHub.Core.Optimization;
 using LoraHub.Functions.Activities;
 using LoraHub.Functions.Contracts;
+using LoraHub.Functions.Telemetry;
 using Microsoft.Azure.Functions.Worker;
 using Microsoft.DurableTask;
 
@@ -36,8 +37,15 @@ public static class ComposeOrchestrator
         // A named list is composed whole, in its order.
         var settings = request.Modules is { } named ? request.Settings with { K = named.Count } : request.Settings;
         var started = context.CurrentUtcDateTime;
+        // The objective per evaluation so far, for the watch page's curve; one log line per round for operators.
+        var evaluated = new List<Evaluation>();
+        var log = context.CreateReplaySafeLogger(CompositionTelemetry.Category);
         var status = new SyncProgress<CompositionProgress>(p =>
-            context.SetCustomStatus(new CompositionStatus(p.Phase, p.Done, p.Total, p.BestObjective)));
+        {
+            context.SetCustomStatus(new CompositionStatus(p.Phase, p.Done, p.Total, p.BestObjective, ObjectiveCurve.Of(evaluated)));
+            if (p.Phase == "search" && p.Done > 0)
+                CompositionTelemetry.Round(log, context.InstanceId, p.Done, p.BestObjective, (context.CurrentUtcDateTime - started).TotalSeconds);
+        });
         status.Report(new CompositionProgress("select", 0, settings.Budget, null));
 
         // 1. Select the modules (Core), probing each pool module alone in parallel for loss selection.
@@ -49,8 +57,13 @@ public static class ComposeOrchestrator
         var searchStarted = context.CurrentUtcDateTime;
 
         // 2. Search the weights (Core): each optimizer batch fans out in chunks.
-        var search = await CompositionDriver.SearchAsync(settings, selected.Names.Count,
-            batch => Evaluate(context, request, selected, batch), status);
+        var search = await CompositionDriver.SearchAsync(settings, selected.Names.Count, async batch =>
+        {
+            var values = await Evaluate(context, request, selected, batch);
+            evaluated.AddRange(values.Select((v, i) => new Evaluation(evaluated.Count + i + 1, [], null, v.L1,
+                double.IsFinite(v.Value) ? v.Value : Optimizers.WorstValue)));
+            return values;
+        }, status);
         var searchSeconds = (context.CurrentUtcDateTime - searchStarted).TotalSeconds;
 
         // 3. Merge the best weights and publish the adapter.
@@ -61,6 +74,7 @@ public static class ComposeOrchestrator
             new MaterializeAdapterInput(request with { Examples = [] }, selected.Names, search.Weights, history, selected.Warnings, request.Examples.Count,
                 (searchStarted - started).TotalSeconds - selected.LoadSeconds, searchSeconds, selected.Versions, search.Rounds, selected.LoadSeconds), Retry);
         status.Report(new CompositionProgress("done", search.History.Count, settings.Budget, best));
+        CompositionTelemetry.Ended(log, context.InstanceId, "completed", search.History.Count, best, (context.CurrentUtcDateTime - started).TotalSeconds);
         return new CompositionOutcome(request.Task, request.BaseModel, selected.Names, search.Weights, best,
             double.IsFinite(search.Best.Loss) ? search.Best.Loss : null, search.History.Count, adapter.Path);
     }
