@@ -22,7 +22,7 @@ public static class PytorchT5
         var examples = BenchWorld.RandomExamples(new Random(7));
         var examplesPath = Path.Combine(dir.Path, "examples.json");
         File.WriteAllText(examplesPath, JsonSerializer.Serialize(new { inputs = examples.Select(e => e.InputIds), labels = examples.Select(e => e.Labels) }));
-        var info = new ProcessStartInfo("python3") { RedirectStandardInput = true, RedirectStandardOutput = true, UseShellExecute = false };
+        var info = new ProcessStartInfo("/usr/bin/python3") { RedirectStandardInput = true, RedirectStandardOutput = true, UseShellExecute = false };
         foreach (var a in new[] { script, dir.Path, examplesPath }) info.ArgumentList.Add(a);
         Process python;
         try
@@ -31,7 +31,7 @@ public static class PytorchT5
         }
         catch (System.ComponentModel.Win32Exception)
         {
-            Console.Error.WriteLine("pytorch-t5: python3 not found; run bench/pytorch/setup.sh");
+            Console.Error.WriteLine("pytorch-t5: Debian's /usr/bin/python3 not found; run bench/pytorch/setup.sh");
             return 1;
         }
         using var _ = python;

@@ -13,24 +13,22 @@ import struct
 import sys
 import time
 
-import numpy as np
 import torch
 
-DTYPES = {"F32": np.float32}
+DTYPES = {"F32": torch.float32}
 
 
 def load_safetensors(path):
     with open(path, "rb") as f:
         (n,) = struct.unpack("<Q", f.read(8))
         header = json.loads(f.read(n))
-    data = np.memmap(path, dtype=np.uint8, mode="r", offset=8 + n)
-    out = {}
-    for name, info in header.items():
-        if name == "__metadata__":
-            continue
-        b, e = info["data_offsets"]
-        arr = np.frombuffer(data[b:e], dtype=DTYPES[info["dtype"]]).reshape(info["shape"])
-        out[name] = torch.from_numpy(arr.copy())
+        out = {}
+        for name, info in header.items():
+            if name == "__metadata__":
+                continue
+            b, e = info["data_offsets"]
+            f.seek(8 + n + b)
+            out[name] = torch.frombuffer(bytearray(f.read(e - b)), dtype=DTYPES[info["dtype"]]).reshape(info["shape"])
     return out
 
 
