@@ -42,6 +42,8 @@ public static class Contention
             {
                 quiet[c.Name].Add(Child(dir.Path, c.Variable, c.Startup, competitor: false));
                 busy[c.Name].Add(Child(dir.Path, c.Variable, c.Startup, competitor: true));
+                // Each result as it comes: without the policy a single composition can take many minutes.
+                Console.WriteLine($"contention: round {round + 1}, {c.Name}: quiet {quiet[c.Name][^1]:F1} s, with a competitor {busy[c.Name][^1]:F1} s; load {Load()}");
             }
         }
         foreach (var c in cases)

@@ -65,6 +65,7 @@ public static class PytorchT5
             ours.Add(s);
             theirs.Add(t[0]);
             maxDiff = Math.Max(maxDiff, ourLosses.Zip(t.Skip(1), (a, b) => Math.Abs(a - b)).Max());
+            Console.WriteLine($"pytorch-t5: round {i + 1}: ours {s * 1000:F0} ms, PyTorch {t[0] * 1000:F0} ms");
         }
         python.StandardInput.WriteLine("quit");
         python.WaitForExit();
