@@ -3,7 +3,7 @@
 using LoraHub.Bench;
 
 // load-memory measures each load in a child process of this program.
-if (LoadMemory.TryRunChild(args)) return 0;
+if (LoadMemory.TryRunChild(args) || Contention.TryRunChild(args) || Scale.TryRunChild(args)) return 0;
 
 // Each benchmark takes its rounds (--rounds, else its default: durable-overhead's rounds are whole compositions) and
 // returns its exit code.
@@ -15,6 +15,9 @@ var benchmarks = new Dictionary<string, Func<int?, Task<int>>>
     ["durable-overhead"] = r => DurableOverhead.RunAsync(r ?? 3),
     ["load-memory"] = _ => Done(LoadMemory.Run),
     ["cpu-dtypes"] = r => Done(() => CpuDtypes.Run(r ?? 15)),
+    ["contention"] = r => Done(() => Contention.Run(r ?? 3)),
+    ["scale"] = r => Done(() => Scale.Run(r)),
+    ["pytorch-t5"] = r => Task.FromResult(PytorchT5.Run(r ?? 15)),
 };
 var rounds = args.SkipWhile(a => a != "--rounds").Skip(1).Select(a => (int?)int.Parse(a)).FirstOrDefault();
 var which = args.Where(a => !a.StartsWith("--") && !int.TryParse(a, out _)).DefaultIfEmpty("lora-overhead").ToList();

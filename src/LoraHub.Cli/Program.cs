@@ -2,6 +2,10 @@ using LoraHub.Experiments.Bbh;
 using System.CommandLine;
 using LoraHub.Cli;
 using LoraHub.Cli.Commands;
+using LoraHub.Core.Runtime;
+
+// Before anything loads libtorch: idle OpenMP threads must sleep, not spin, on a shared CPU.
+TorchStartup.ConfigureThreads();
 
 var root = new RootCommand("LoraHub.NET: compose LoRA modules for a new task from a few examples, without gradients.")
 {

@@ -1,5 +1,6 @@
 using System.Collections.Concurrent;
 using Azure;
+using Azure.Storage;
 using Azure.Storage.Blobs;
 using Azure.Storage.Blobs.Models;
 using Azure.Storage.Blobs.Specialized;
@@ -25,6 +26,8 @@ namespace LoraHub.Storage;
 public sealed class BlobHubStore : IHubStore
 {
     private const int Parallelism = 4;
+    private const int RangeBytes = 8 << 20;
+    private const int RangeConcurrency = 4;
     private const int MaterializeAttempts = 5;
 
     // Per cache folder, across every store of the process: one download of a version at a time.
@@ -156,7 +159,8 @@ public sealed class BlobHubStore : IHubStore
 
         for (var attempt = 1; ; attempt++)
         {
-            var files = await ListItemAsync(area, name, ct);
+            var hashes = new Dictionary<string, byte[]?>(StringComparer.Ordinal);
+            var files = await ListItemAsync(area, name, ct, hashes);
             var marker = HubNames.CommitMarker(area)!;
             if (files.Count == 0)
                 throw new HubItemNotFoundException($"{HubNames.AreaName(area)}/{name} is not in the hub ({Service.Uri})");
@@ -171,7 +175,7 @@ public sealed class BlobHubStore : IHubStore
             try
             {
                 if (Directory.Exists(final)) return new MaterializedItem(name, final, version);
-                if (await DownloadAsync(area, name, files, itemCache, final, ct))
+                if (await DownloadAsync(area, name, files, hashes, itemCache, final, ct))
                     return new MaterializedItem(name, final, version);
             }
             finally
@@ -185,7 +189,7 @@ public sealed class BlobHubStore : IHubStore
     }
 
     /// <summary>Downloads a listed version; false when the item changed meanwhile (the caller lists again).</summary>
-    private async Task<bool> DownloadAsync(HubArea area, string name, Dictionary<string, string> files, string itemCache, string final, CancellationToken ct)
+    private async Task<bool> DownloadAsync(HubArea area, string name, Dictionary<string, string> files, Dictionary<string, byte[]?> hashes, string itemCache, string final, CancellationToken ct)
     {
         var temp = Path.Combine(itemCache, $".tmp-{Path.GetFileName(final)}-{Guid.NewGuid():N}");
         Directory.CreateDirectory(temp);
@@ -198,8 +202,17 @@ public sealed class BlobHubStore : IHubStore
                 {
                     var destination = Path.Combine(temp, file.Key.Replace('/', Path.DirectorySeparatorChar));
                     Directory.CreateDirectory(Path.GetDirectoryName(destination)!);
-                    var options = new BlobDownloadToOptions { Conditions = new BlobRequestConditions { IfMatch = Quoted(file.Value) } };
-                    await container.GetBlobClient($"{name}/{file.Key}").DownloadToAsync(destination, options, token);
+                    var options = new BlobDownloadToOptions
+                    {
+                        Conditions = new BlobRequestConditions { IfMatch = Quoted(file.Value) },
+                        // The SDK's default first range is 256 MB: a model came down in one stream. Ranges of 8 MB,
+                        // 4 at a time, fill the link (durable-overhead's cold blob case).
+                        TransferOptions = new StorageTransferOptions { InitialTransferSize = RangeBytes, MaximumTransferSize = RangeBytes, MaximumConcurrency = RangeConcurrency },
+                    };
+                    var blob = container.GetBlobClient($"{name}/{file.Key}");
+                    await blob.DownloadToAsync(destination, options, token);
+                    if (hashes.TryGetValue(file.Key, out var md5) && md5 is { Length: > 0 })
+                        await VerifyMd5Async(destination, md5, $"{HubNames.AreaName(area)}/{name}/{file.Key}", token);
                 });
             }
             catch (RequestFailedException e) when (e.Status is 404 or 412)
@@ -225,8 +238,20 @@ public sealed class BlobHubStore : IHubStore
         }
     }
 
-    /// <summary>The item's files (path inside the item → ETag), hidden blobs skipped; names that are not hub paths refused.</summary>
-    private async Task<Dictionary<string, string>> ListItemAsync(HubArea area, string name, CancellationToken ct)
+    /// <summary>A downloaded file against the blob's Content-MD5: a mismatch is an error that names the blob (nothing is kept).</summary>
+    private static async Task VerifyMd5Async(string path, byte[] expected, string blobName, CancellationToken ct)
+    {
+        await using var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 20, useAsync: true);
+        var actual = await System.Security.Cryptography.MD5.HashDataAsync(stream, ct);
+        if (!actual.AsSpan().SequenceEqual(expected))
+            throw new IOException($"{blobName}: downloaded content does not match the blob's Content-MD5 ({Convert.ToBase64String(actual)} != {Convert.ToBase64String(expected)})");
+    }
+
+    /// <summary>
+    /// The item's files (path inside the item → ETag), hidden blobs skipped; names that are not hub paths refused.
+    /// hashes, when given, receives each file's Content-MD5 (null when the blob has none).
+    /// </summary>
+    private async Task<Dictionary<string, string>> ListItemAsync(HubArea area, string name, CancellationToken ct, Dictionary<string, byte[]?>? hashes = null)
     {
         var files = new Dictionary<string, string>(StringComparer.Ordinal);
         try
@@ -237,6 +262,7 @@ public sealed class BlobHubStore : IHubStore
                 if (relative.Length == 0 || relative.Split('/').Any(HubNames.IsHidden)) continue;
                 HubNames.ValidatePath(relative, $"blob name in {HubNames.AreaName(area)}/{name}");
                 files[relative] = Tag(blob.Properties.ETag);
+                if (hashes is not null) hashes[relative] = blob.Properties.ContentHash;
             }
         }
         catch (RequestFailedException e) when (e.Status == 404)

@@ -94,6 +94,34 @@ public sealed class BlobHubStoreTests : HubStoreContract
     }
 
     [Fact]
+    public async Task A_large_blob_comes_down_in_ranges_and_is_checked_against_its_content_md5()
+    {
+        var name = Names.Unique("model");
+        var big = new byte[20 << 20];
+        new Random(3).NextBytes(big);
+        var source = Temp.Folder($"src-{name}", ("config.json", "{}"));
+        File.WriteAllBytes(Path.Combine(source, "model.safetensors"), big);
+        await _store.PublishFolderAsync(HubArea.Models, name, source, "config.json");
+        _counter.Reset();
+        var item = await _store.MaterializeAsync(HubArea.Models, name);
+        Assert.Equal(big, File.ReadAllBytes(Path.Combine(item.LocalPath, "model.safetensors")));
+        Assert.True(_counter.Downloads >= 1 + 3, $"{_counter.Downloads} GETs: 20 MB should come down as 3 ranges of 8 MB");
+    }
+
+    [Fact]
+    public async Task A_blob_whose_content_does_not_match_its_md5_is_refused_with_its_name_and_nothing_is_kept()
+    {
+        var (name, _) = await PublishModelAsync();
+        var blob = new BlobServiceClient(_azurite.ConnectionString).GetBlobContainerClient("models").GetBlobClient($"{name}/shard-2.bin");
+        await blob.SetHttpHeadersAsync(new Azure.Storage.Blobs.Models.BlobHttpHeaders { ContentHash = new byte[16] });
+        var e = await Assert.ThrowsAsync<IOException>(() => _store.MaterializeAsync(HubArea.Models, name));
+        Assert.Contains($"models/{name}/shard-2.bin", e.Message);
+        Assert.Contains("Content-MD5", e.Message);
+        var cache = Path.Combine(Temp["cache"], "models", name);
+        Assert.True(!Directory.Exists(cache) || Directory.GetDirectories(cache).Length == 0);
+    }
+
+    [Fact]
     public async Task A_changed_blob_gives_a_new_version_folder_and_keeps_the_old_one()
     {
         var (name, _) = await PublishModelAsync();
