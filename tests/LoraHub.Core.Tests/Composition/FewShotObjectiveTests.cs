@@ -84,8 +84,10 @@ public sealed class FewShotObjectiveTests(TinyT5Fixture fx)
         var objective = new FewShotObjective(composed, Examples, maxRowsPerForward: 7);
         var grouped = objective.EvaluateMany(candidates);
         Assert.Equal([6, 6, 3], counting.Forwards);
-        // After a group the model computes as the base model again.
+        // After a group the adapters are detached: the model computes as the base model again.
         Assert.Null(composed.Weights);
+        var after = Seq2Seq.ExampleLosses(fx.Model, Examples);
+        for (var e = 0; e < 3; e++) Assert.InRange(Math.Abs(after[e] - Cases[e]!["loss"]!["base"]!.GetValue<double>()), 0, 1e-4);
 
         counting.Forwards.Clear();
         var alone = candidates.Select(c => objective.Evaluate(c)).ToList();
