@@ -92,7 +92,7 @@ public sealed class RequestValidationTests : IDisposable
     [InlineData("""{"base": ".hidden"}""", "base model name")]
     [InlineData("""{"modules": ["m1"], "k": 1}""", "not both")]
     [InlineData("""{"merge": "ties"}""", "unknown merge \"ties\" (known: lorahub, linear)")]
-    [InlineData("""{"optimizer": "adam"}""", "unknown optimizer \"adam\" (known: ")]
+    [InlineData("""{"optimizer": "adam"}""", "unknown optimizer \"adam\" (known: cobyla, cobyla-parallel, cmaes, random)")]
     [InlineData("""{"lower": 1, "upper": 1}""", "weight bounds [1, 1] are empty")]
     [InlineData("""{"lower": 2}""", "weight bounds [2, 1.5] are empty")]
     [InlineData("""{"colour": "red"}""", "unknown setting \"colour\" (known: base, modules, k, budget")]
@@ -192,11 +192,52 @@ public sealed class RequestValidationTests : IDisposable
     }
 
     [Fact]
+    public async Task A_pool_of_ten_is_listed_whole()
+    {
+        var store = await HubAsync(["t5"], Enumerable.Range(0, 10).Select(i => $"m{i}").ToArray());
+        Assert.EndsWith("(modules/: m0, m1, m2, m3, m4, m5, m6, m7, m8, m9)", await HubRefusal(store, Request(modules: ["x"])));
+    }
+
+    [Fact]
     public async Task An_empty_pool_is_refused_for_random_selection()
     {
         var store = await HubAsync(["t5"], []);
         Assert.Contains("the hub has no modules (modules/ is empty)", await HubRefusal(store, Request()));
         Assert.Contains("(modules/: none)", await HubRefusal(store, Request(modules: ["m0"])));
+    }
+
+    [Fact]
+    public async Task Without_a_sidecar_a_hub_problem_is_reported_against_the_examples_file()
+    {
+        var store = await HubAsync([], ["m0"]);
+        var result = await Intake(store).FromBlobAsync(null!, "solo", Text("{\"input\": \"a\", \"output\": \"b\"}\n"));
+        Assert.Contains("solo.jsonl: the hub has no base model", result.Error);
+        var report = JsonNode.Parse((await store.ReadFileAsync(HubArea.Examples, "solo.error.json"))!.Content)!.AsObject();
+        Assert.Equal("examples/solo.jsonl", report["file"]!.GetValue<string>());
+    }
+
+    /// <summary>Exactly at the size limit is accepted: these stop later, at the base model the request names.</summary>
+    [Fact]
+    public async Task Examples_of_exactly_the_size_limit_are_accepted()
+    {
+        var store = await HubAsync(["t5"], ["m0"]);
+        var line = "{\"input\": \"a\", \"output\": \"b\"}\n";
+        var atLimit = line + line + new string(' ', 140); // 200 bytes
+        Assert.Equal(200, Encoding.UTF8.GetByteCount(atLimit));
+        var sidecar = "{\"base\": \"t4\"}";
+        await store.WriteFileAsync(HubArea.Examples, "edge.json", Encoding.UTF8.GetBytes(sidecar));
+        var blob = await Intake(store).FromBlobAsync(null!, "edge", Text(atLimit));
+        Assert.Contains("base model \"t4\"", blob.Error);
+
+        await store.WriteFileAsync(HubArea.Examples, "edge.jsonl", Encoding.UTF8.GetBytes(atLimit));
+        var stored = await Assert.ThrowsAsync<RequestException>(() => Intake(store).FromHttpAsync(null!,
+            JsonNode.Parse("""{"task": "t", "base": "t4", "examples_blob": "edge.jsonl"}""")!.AsObject()));
+        Assert.Contains("base model \"t4\"", stored.Message);
+
+        // Inline: {"examples":[{"input":"…","output":"b"}]} is 40 bytes plus the input; 160 characters make 200.
+        var inline = JsonNode.Parse($$"""{"task": "t", "base": "t4", "examples": [{"input": "{{new string('a', 160)}}", "output": "b"}]}""")!.AsObject();
+        var e = await Assert.ThrowsAsync<RequestException>(() => Intake(store).FromHttpAsync(null!, inline));
+        Assert.Contains("base model \"t4\"", e.Message);
     }
 
     private ExampleIntake Intake(IHubStore store) => new(store, new CompositionStarter(NullLogger<CompositionStarter>.Instance),
@@ -211,7 +252,7 @@ public sealed class RequestValidationTests : IDisposable
         var store = await HubAsync(["t5"], ["m0"]);
         var result = await Intake(store).FromBlobAsync(null!, "../evil", Text("{\"input\": \"a\", \"output\": \"b\"}"));
         Assert.Equal((null, false, null), (result.InstanceId, result.Started, result.ErrorFile));
-        Assert.Contains("examples/../evil.jsonl: not a valid task name (", result.Error);
+        Assert.Matches(@"^examples/\.\./evil\.jsonl: not a valid task name \(.*task name.+\); the file is ignored$", result.Error);
         Assert.Empty(await store.ListAsync(HubArea.Examples));
     }
 
@@ -220,6 +261,7 @@ public sealed class RequestValidationTests : IDisposable
     [InlineData("{\"input\": \"a\", \"output\": \"b\"}\n", "{\"budget\": 0}", "bad.json", null, "\"budget\" = 0 is outside")]
     [InlineData("{\"input\": \"a\", \"output\": \"b\"}\n", "{\n\"budget\": }", "bad.json", 2, "not valid JSON")]
     [InlineData("{\"input\": \"a\", \"output\": \"b\"}\n", "{\"base\": \"missing\"}", "bad.json", null, "base model \"missing\" is not in the hub")]
+    [InlineData("\n\n", null, "bad.jsonl", null, "empty")]
     public async Task A_bad_file_gets_an_error_file_naming_the_file_and_line(string examples, string? sidecar, string file, int? line, string problem)
     {
         var store = await HubAsync(["t5"], ["m0"]);
@@ -232,7 +274,9 @@ public sealed class RequestValidationTests : IDisposable
         Assert.Equal($"examples/{file}", report["file"]!.GetValue<string>());
         Assert.Equal(line, report["line"]?.GetValue<int>());
         Assert.Equal("bad", report["task"]!.GetValue<string>());
+        Assert.Matches(@"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{7}\+00:00$", report["time"]!.GetValue<string>()); // ISO 8601, round-trip
         Assert.True(DateTimeOffset.UtcNow - DateTimeOffset.Parse(report["time"]!.GetValue<string>()) < TimeSpan.FromMinutes(5));
+        Assert.Contains('\n', Encoding.UTF8.GetString((await store.ReadFileAsync(HubArea.Examples, "bad.error.json"))!.Content)); // for people
     }
 
     [Fact]
@@ -254,6 +298,9 @@ public sealed class RequestValidationTests : IDisposable
     [InlineData("""{"task": "t", "examples_blob": "big.jsonl"}""", "examples/big.jsonl is 300 bytes (at most 200)", 413)]
     [InlineData("""{"task": "t", "examples_blob": "lines.jsonl"}""", "lines.jsonl: line 2", 400)]
     [InlineData("""{"task": "t", "examples": [{"input": "a", "output": "b"}], "budget": 1000}""", "request body: \"budget\" = 1000 is outside", 400)]
+    [InlineData("""{"task": "../t", "examples": [{"input": "a", "output": "b"}]}""", "task name", 400)]
+    [InlineData("""{"task": "t", "examples": [{"input": "a"}]}""", "examples: examples[0]: no \"output\" field", 400)]
+    [InlineData("""{"task": "t", "examples_blob": "../x.jsonl"}""", "request body: \"examples_blob\": ", 400)]
     public async Task A_bad_request_is_refused_with_its_status(string body, string problem, int status)
     {
         var store = await HubAsync(["t5"], ["m0"]);
@@ -273,6 +320,7 @@ public sealed class RequestValidationTests : IDisposable
         Assert.NotEqual(a, InstanceIds.ForFiles("t", "ex"u8, "sidf"u8));
         Assert.NotEqual(a, InstanceIds.ForFiles("t", "exs"u8, "ide"u8)); // the separator keeps the two files apart
         Assert.NotEqual(a, InstanceIds.ForFiles("u", "ex"u8, "side"u8));
+        Assert.NotEqual(a, InstanceIds.ForFiles("t", "ey"u8, "side"u8));
         // sha256("") is e3b0c44298fc1c14...
         Assert.Equal("t-e3b0c44298fc1c14", InstanceIds.ForRequest("t", []));
         Assert.True(InstanceIds.LooksValid(a));
