@@ -10,8 +10,10 @@ public sealed record ModuleRef(string Name, string Directory)
     {
         if (!System.IO.Directory.Exists(poolDirectory))
             throw new LoraFormatException($"{poolDirectory}: module pool folder does not exist");
-        if (File.Exists(Path.Combine(poolDirectory, LoraModule.ConfigFile)))
-            return [new ModuleRef(Path.GetFileName(Path.GetFullPath(poolDirectory)), Path.GetFullPath(poolDirectory))];
+        // Without the trailing '/' that shell completion adds, the folder's name is its last part, not "".
+        var full = Path.TrimEndingDirectorySeparator(Path.GetFullPath(poolDirectory));
+        if (File.Exists(Path.Combine(full, LoraModule.ConfigFile)))
+            return [new ModuleRef(Path.GetFileName(full), full)];
         return System.IO.Directory.GetDirectories(poolDirectory)
             .Where(d => File.Exists(Path.Combine(d, LoraModule.ConfigFile)))
             .Select(d => new ModuleRef(Path.GetFileName(d), Path.GetFullPath(d)))
