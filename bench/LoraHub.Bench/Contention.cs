@@ -110,7 +110,7 @@ public static class Contention
         string Words(int n) => string.Join(' ', Enumerable.Range(0, n).Select(_ => $"w{rng.Next(1000)}"));
         var examples = Enumerable.Range(0, 5).Select(_ => new Example(Words(34), Words(3))).ToList();
         var sw = Stopwatch.StartNew();
-        using (new Composer(model, tokenizer).Compose(pool, examples, new CompositionSettings { Budget = 40, Select = 20 }, "bench")) { }
+        using (new Composer(model, tokenizer).Compose(pool, examples, new CompositionSettings { Budget = 40, K = 20 }, "bench")) { }
         Console.WriteLine(sw.Elapsed.TotalSeconds.ToString(CultureInfo.InvariantCulture));
         return true;
     }

@@ -199,7 +199,7 @@ public static class Scale
         var before = Status("VmRSS");
         var modules = ModuleRef.Scan(pool);
         var sw = Stopwatch.StartNew();
-        using (new Composer(model, tokenizer).Compose(modules, examples, new CompositionSettings { Budget = budget, Select = K, Seed = Seed }, "scale")) { }
+        using (new Composer(model, tokenizer).Compose(modules, examples, new CompositionSettings { Budget = budget, K = K, Seed = Seed }, "scale")) { }
         var seconds = sw.Elapsed.TotalSeconds;
         return [seconds, Status("VmHWM") - before, baseTimes.Average()];
     }

@@ -38,8 +38,8 @@ public sealed class RequestValidationTests : IDisposable
     public void No_settings_give_the_reference_defaults()
     {
         var r = CompositionSpec.Build("task", null, Two, "examples/task.jsonl", "task.jsonl", Limits);
-        Assert.Equal(("task", "", (IReadOnlyList<string>?)null, (int?)null, 40, "cobyla-parallel", "lorahub", 0), (r.Task, r.BaseModel, r.Modules, r.K, r.Budget, r.Optimizer, r.Merge, r.Seed));
-        Assert.Equal((0.05, -1.5, 1.5, 0.5, (int?)null, 4, 2048), (r.L1, r.Lower, r.Upper, r.InitialStep, r.Population, r.ChunkSize, r.MaxTokens));
+        Assert.Equal(("task", "", (IReadOnlyList<string>?)null, (int?)null, 40, LoraHub.Core.Optimization.Optimizers.Default, "lorahub", 0), (r.Task, r.BaseModel, r.Modules, r.Settings.K, r.Settings.Budget, r.Settings.Optimizer, r.Settings.Merge, r.Settings.Seed));
+        Assert.Equal((0.05, -1.5, 1.5, 0.5, (int?)null, 4, 2048), (r.Settings.L1, r.Settings.Lower, r.Settings.Upper, r.Settings.InitialStep, r.Settings.Population, r.ChunkSize, r.Settings.MaxTokens));
         Assert.Equal("examples/task.jsonl", r.Source);
         Assert.Same(Two, r.Examples);
     }
@@ -51,13 +51,13 @@ public sealed class RequestValidationTests : IDisposable
             {"base": "flan-t5", "modules": ["m1", "m0"], "budget": 100, "optimizer": "cmaes", "merge": "linear", "seed": -7,
              "l1": 0, "population": 10000, "chunk_size": 1024, "max_tokens": 2, "lower": -100, "upper": 100, "initial_step": 1e-9}
             """);
-        Assert.Equal(("flan-t5", 100, "cmaes", "linear", -7), (r.BaseModel, r.Budget, r.Optimizer, r.Merge, r.Seed));
+        Assert.Equal(("flan-t5", 100, "cmaes", "linear", -7), (r.BaseModel, r.Settings.Budget, r.Settings.Optimizer, r.Settings.Merge, r.Settings.Seed));
         Assert.Equal(["m1", "m0"], r.Modules); // the order given is kept
-        Assert.Equal((0.0, 10000, 1024, 2, -100.0, 100.0, 1e-9), (r.L1, r.Population!.Value, r.ChunkSize, r.MaxTokens, r.Lower, r.Upper, r.InitialStep));
-        Assert.Equal(1000, Build("""{"k": 1000, "l1": 1000, "initial_step": 100}""").K);
-        Assert.Equal(1, Build("""{"k": 1, "budget": 1, "population": 1, "chunk_size": 1, "seed": 2147483647}""").K);
-        Assert.Equal(int.MinValue, Build("""{"seed": -2147483648}""").Seed);
-        Assert.Equal(3, Build("""{"k": 3.0}""").K); // a whole number written as a float is whole
+        Assert.Equal((0.0, 10000, 1024, 2, -100.0, 100.0, 1e-9), (r.Settings.L1, r.Settings.Population!.Value, r.ChunkSize, r.Settings.MaxTokens, r.Settings.Lower, r.Settings.Upper, r.Settings.InitialStep));
+        Assert.Equal(1000, Build("""{"k": 1000, "l1": 1000, "initial_step": 100}""").Settings.K);
+        Assert.Equal(1, Build("""{"k": 1, "budget": 1, "population": 1, "chunk_size": 1, "seed": 2147483647}""").Settings.K);
+        Assert.Equal(int.MinValue, Build("""{"seed": -2147483648}""").Settings.Seed);
+        Assert.Equal(3, Build("""{"k": 3.0}""").Settings.K); // a whole number written as a float is whole
     }
 
     [Theory]
@@ -104,7 +104,7 @@ public sealed class RequestValidationTests : IDisposable
     [Fact]
     public void Extra_keys_are_accepted_only_when_the_caller_handles_them_and_are_listed_as_known()
     {
-        Assert.Equal(7, Build("""{"task": "t", "budget": 7}""", extra: ["task", "examples"]).Budget);
+        Assert.Equal(7, Build("""{"task": "t", "budget": 7}""", extra: ["task", "examples"]).Settings.Budget);
         var e = Assert.Throws<RequestException>(() => Build("""{"taks": "t"}""", extra: ["task", "examples"]));
         Assert.Contains("unknown setting \"taks\"", e.Message);
         Assert.EndsWith("initial_step, task, examples)", e.Message);
@@ -150,7 +150,7 @@ public sealed class RequestValidationTests : IDisposable
     }
 
     private static CompositionRequest Request(string? baseModel = null, IReadOnlyList<string>? modules = null, int? k = null) =>
-        new() { Task = "t", BaseModel = baseModel ?? "", Modules = modules, K = k, Examples = Two };
+        new() { Task = "t", BaseModel = baseModel ?? "", Modules = modules, Settings = new LoraHub.Core.Composition.CompositionSettings { K = k }, Examples = Two };
 
     private static async Task<string> HubRefusal(IHubStore store, CompositionRequest request)
     {

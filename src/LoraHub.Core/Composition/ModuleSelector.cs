@@ -49,7 +49,7 @@ public static class ModuleSelector
 
     /// <summary>
     /// The K modules whose single-module loss (weight 1) on the examples is lowest, lowest first; ties go to the
-    /// name that sorts first (ordinal) and a NaN loss ranks after every number. losses[i] belongs to pool[i].
+    /// name that sorts first (ordinal); a NaN loss counts as +infinity, so it never beats a number. losses[i] belongs to pool[i].
     /// </summary>
     public static IReadOnlyList<(ModuleRef Module, double Loss)> ByLoss(IReadOnlyList<ModuleRef> pool, int k, IReadOnlyList<double> losses)
     {
@@ -57,7 +57,6 @@ public static class ModuleSelector
         if (losses.Count != pool.Count) throw new ArgumentException($"{losses.Count} losses for a pool of {pool.Count}", nameof(losses));
         return pool.Select((m, i) => (Module: m, Loss: losses[i]))
             .OrderBy(s => double.IsNaN(s.Loss) ? double.PositiveInfinity : s.Loss)
-            .ThenBy(s => double.IsNaN(s.Loss) ? 1 : 0)
             .ThenBy(s => s.Module.Name, StringComparer.Ordinal)
             .Take(k).ToList();
     }

@@ -102,7 +102,7 @@ public class CompositionDriverTests
     }
 
     [Fact]
-    public async Task Loss_selection_keeps_the_k_lowest_losses_lowest_first_ties_by_name_and_nan_last()
+    public async Task Loss_selection_keeps_the_k_lowest_losses_lowest_first_ties_by_name_and_nan_as_infinity()
     {
         double[] losses = [0.5, double.NaN, 0.2, 0.5, double.PositiveInfinity, 0.2];
         var probed = new List<string>();
@@ -113,7 +113,7 @@ public class CompositionDriverTests
         };
         var chosen = await CompositionDriver.SelectAsync(Pool, new CompositionSettings { K = 6, Selection = "loss" }, probe);
         Assert.Equal(Pool.Select(m => m.Name), probed);
-        Assert.Equal(["m2", "m5", "m0", "m3", "m4", "m1"], chosen.Select(m => m.Name));
+        Assert.Equal(["m2", "m5", "m0", "m3", "m1", "m4"], chosen.Select(m => m.Name)); // NaN counts as +infinity: ties by name
         var top = await CompositionDriver.SelectAsync(Pool, new CompositionSettings { K = 3, Selection = "loss" }, probe);
         Assert.Equal(["m2", "m5", "m0"], top.Select(m => m.Name));
     }
