@@ -198,8 +198,19 @@ public sealed class TestFaults : IFaultInjector
         lock (pending) return thrown.GetValueOrDefault(activity);
     }
 
+    private readonly Dictionary<string, TimeSpan> delays = [];
+
+    /// <summary>Makes every run of the activity take at least this long (a real model is slower than the tiny one).</summary>
+    public void SlowDown(string activity, TimeSpan delay)
+    {
+        lock (pending) delays[activity] = delay;
+    }
+
     public void BeforeActivity(string activity)
     {
+        TimeSpan delay;
+        lock (pending) delay = delays.GetValueOrDefault(activity);
+        if (delay > TimeSpan.Zero) Thread.Sleep(delay);
         lock (pending)
         {
             if (pending.GetValueOrDefault(activity) <= 0) return;

@@ -54,6 +54,9 @@ public sealed class UiPageTests(FunctionsHub hub, ITestOutputHelper output)
             ["base"] = FunctionsHub.BaseModel, ["modules"] = new JsonArray("lora_0", "lora_1", "lora_2"),
             ["budget"] = Budget, ["optimizer"] = "cobyla", ["chunk_size"] = 1, ["seed"] = 7,
         };
+        // Each evaluation takes at least 150 ms, as with a real model, so the page sees the curve fill in on a fast machine too.
+        hub.Faults.SlowDown(nameof(Activities.EvaluateCandidates), TimeSpan.FromMilliseconds(150));
+        using var restore = new Restore(() => hub.Faults.SlowDown(nameof(Activities.EvaluateCandidates), TimeSpan.Zero));
         var started = await (await http.PostAsJsonAsync(server.Api + "/compositions", body)).Content.ReadFromJsonAsync<JsonObject>();
         var id = started!["id"]!.GetValue<string>();
         await process.StandardInput.WriteLineAsync(id);
@@ -91,5 +94,10 @@ public sealed class UiPageTests(FunctionsHub hub, ITestOutputHelper output)
         Assert.Empty(saw["pageErrors"]!.AsArray());
         Assert.Equal("", saw["error"]!.GetValue<string>());
         Assert.True(File.Exists(screenshot) && new FileInfo(screenshot).Length > 10_000, $"{screenshot} saved");
+    }
+
+    private sealed class Restore(Action undo) : IDisposable
+    {
+        public void Dispose() => undo();
     }
 }

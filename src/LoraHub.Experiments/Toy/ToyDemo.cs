@@ -212,58 +212,31 @@ public static class ToyDemo
         var scores = world.HeldOut.ToDictionary(t => t.Name, _ => new Dictionary<string, double>());
         foreach (var m in pool)
         {
-            using var module = LoraModule.Load(m.Directory, m.Name);
-            using var composed = new ComposedModel(model, [module]);
+            using var composed = ComposedModel.Load(model, [m.Directory], MergeMode.LoraHub, [m.Name]);
             composed.SetWeights([1.0]);
             foreach (var (task, test) in tests) scores[task][m.Name] = world.ExactMatch(model, test);
         }
         return scores;
     }
 
-    private static double UniformScore(IAdaptableModel model, ToyWorld world, IReadOnlyList<ModuleRef> modules, IReadOnlyList<Example> test)
-    {
-        var loaded = modules.Select(m => LoraModule.Load(m.Directory, m.Name)).ToList();
-        try
-        {
-            using var composed = new ComposedModel(model, loaded);
-            composed.SetWeights(Enumerable.Repeat(1.0 / loaded.Count, loaded.Count).ToList());
-            return world.ExactMatch(model, test);
-        }
-        finally
-        {
-            foreach (var m in loaded) m.Dispose();
-        }
-    }
+    private static double UniformScore(IAdaptableModel model, ToyWorld world, IReadOnlyList<ModuleRef> modules, IReadOnlyList<Example> test) =>
+        ScoreWith(model, world, modules.Select(m => (m.Directory, m.Name)).ToList(), MergeMode.LoraHub,
+            Enumerable.Repeat(1.0 / modules.Count, modules.Count).ToList(), test);
 
     /// <summary>The needed modules with weight 1 each under the linear merge: the plain sum of their deltas.</summary>
-    private static double LinearCeiling(IAdaptableModel model, ToyWorld world, ToyHeldOutTask task, IReadOnlyList<Example> test)
-    {
-        var loaded = task.Modules.Select(m => LoraModule.Load(world.ModuleDirectory(m), m)).ToList();
-        try
-        {
-            using var composed = new ComposedModel(model, loaded, MergeMode.Linear);
-            composed.SetWeights(Enumerable.Repeat(1.0, loaded.Count).ToList());
-            return world.ExactMatch(model, test);
-        }
-        finally
-        {
-            foreach (var m in loaded) m.Dispose();
-        }
-    }
+    private static double LinearCeiling(IAdaptableModel model, ToyWorld world, ToyHeldOutTask task, IReadOnlyList<Example> test) =>
+        ScoreWith(model, world, task.Modules.Select(m => (world.ModuleDirectory(m), m)).ToList(), MergeMode.Linear,
+            Enumerable.Repeat(1.0, task.Modules.Count).ToList(), test);
 
     /// <summary>Attaches a composition's modules with the given weights and scores the test set.</summary>
-    private static double ScoreWeights(IAdaptableModel model, ToyWorld world, CompositionRecord record, IReadOnlyList<double> weights, IReadOnlyList<Example> test)
+    private static double ScoreWeights(IAdaptableModel model, ToyWorld world, CompositionRecord record, IReadOnlyList<double> weights, IReadOnlyList<Example> test) =>
+        ScoreWith(model, world, record.Modules.Select(m => (m.Path, m.Name)).ToList(), MergeModes.Parse(record.Merge), weights, test);
+
+    private static double ScoreWith(IAdaptableModel model, ToyWorld world, IReadOnlyList<(string Directory, string Name)> modules, MergeMode mode,
+        IReadOnlyList<double> weights, IReadOnlyList<Example> test)
     {
-        var loaded = record.Modules.Select(m => LoraModule.Load(m.Path, m.Name)).ToList();
-        try
-        {
-            using var composed = new ComposedModel(model, loaded, MergeModes.Parse(record.Merge));
-            composed.SetWeights(weights.ToList());
-            return world.ExactMatch(model, test);
-        }
-        finally
-        {
-            foreach (var m in loaded) m.Dispose();
-        }
+        using var composed = ComposedModel.Load(model, modules.Select(m => m.Directory).ToList(), mode, modules.Select(m => m.Name).ToList());
+        composed.SetWeights(weights);
+        return world.ExactMatch(model, test);
     }
 }

@@ -462,9 +462,8 @@ public sealed class ToyWorld
                 {
                     result.Save(dir, "../../base", "train.jsonl");
                     var trainSeconds = clock.Elapsed.TotalSeconds;
-                    using var module = LoraModule.Load(dir, name);
                     double exact;
-                    using (var composed = new ComposedModel(model, [module]))
+                    using (var composed = ComposedModel.Load(model, [dir], MergeMode.LoraHub, [name]))
                     {
                         composed.SetWeights([1.0]);
                         exact = ExactMatchOf(model, test, options, tokenizer);
@@ -493,16 +492,11 @@ public sealed class ToyWorld
                 WriteJsonl(Path.Combine(dir, "test.jsonl"), test);
                 var baseExact = ExactMatchOf(model, test, options, tokenizer);
                 double oracle;
-                var modules = definition.Modules.Select(m => LoraModule.Load(Path.Combine(root, "modules", m), m)).ToList();
-                try
+                using (var composed = ComposedModel.Load(model, definition.Modules.Select(m => Path.Combine(root, "modules", m)).ToList(),
+                           MergeMode.LoraHub, definition.Modules))
                 {
-                    using var composed = new ComposedModel(model, modules);
-                    composed.SetWeights(modules.Select(_ => 1.0 / Math.Sqrt(modules.Count)).ToList());
+                    composed.SetWeights(definition.Modules.Select(_ => 1.0 / Math.Sqrt(definition.Modules.Count)).ToList());
                     oracle = ExactMatchOf(model, test, options, tokenizer);
-                }
-                finally
-                {
-                    foreach (var m in modules) m.Dispose();
                 }
                 heldOut.Add(new ToyHeldOutTask(definition.Name, definition.Kind, task.Description, definition.Modules,
                     Path.Combine(dir, "train.jsonl"), Path.Combine(dir, "test.jsonl"), baseExact, oracle));

@@ -72,7 +72,7 @@ public static class ComposeOrchestrator
         var history = search.History.Select(Evaluation.Of).ToList();
         var adapter = await context.CallActivityAsync<MaterializedAdapter>(nameof(MaterializeAdapter),
             new MaterializeAdapterInput(request with { Examples = [] }, selected.Names, search.Weights, history, selected.Warnings, request.Examples.Count,
-                (searchStarted - started).TotalSeconds - selected.LoadSeconds, searchSeconds, selected.Versions, search.Rounds, selected.LoadSeconds), Retry);
+                Math.Max(0, (searchStarted - started).TotalSeconds - selected.LoadSeconds), searchSeconds, selected.Versions, search.Rounds, selected.LoadSeconds), Retry);
         status.Report(new CompositionProgress("done", search.History.Count, settings.Budget, best));
         CompositionTelemetry.Ended(log, context.InstanceId, "completed", search.History.Count, best, (context.CurrentUtcDateTime - started).TotalSeconds);
         return new CompositionOutcome(request.Task, request.BaseModel, selected.Names, search.Weights, best,

@@ -35,7 +35,7 @@ public sealed class CompositionRecordTests
         Assert.Equal("lorahub.net/composition@1", r.Format);
         Assert.Equal("lorahub", r.Merge);
         Assert.Equal("random", r.Selection);
-        Assert.Equal("cobyla-parallel", r.Optimizer);
+        Assert.Equal(LoraHub.Core.Optimization.Optimizers.Default, r.Optimizer);
         Assert.Equal("", r.BaseModel);
         Assert.Empty(r.Modules);
         Assert.Empty(r.History);
