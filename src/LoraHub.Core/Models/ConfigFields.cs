@@ -50,6 +50,7 @@ public sealed class ConfigFields(JsonObject json, string source, Func<string, Ex
     {
         if (node is not JsonValue v || node.GetValueKind() != System.Text.Json.JsonValueKind.Number)
             throw Error(field, $"is {Kind(node)}, not an integer");
+        v = Parsed(v);
         if (v.TryGetValue(out long l)) return InRange(l, field, min, max);
         if (v.TryGetValue(out double d))
         {
@@ -60,6 +61,13 @@ public sealed class ConfigFields(JsonObject json, string source, Func<string, Ex
         }
         throw Error(field, $"is {Kind(node)}, not an integer");
     }
+
+    /// <summary>
+    /// A number as a parsed file holds it: configs built in code (JsonValue of an int, say) convert only to their own
+    /// CLR type, so they are read back through their JSON text, which is what a file would have held.
+    /// </summary>
+    private static JsonValue Parsed(JsonValue v) =>
+        v.TryGetValue(out System.Text.Json.JsonElement _) ? v : (JsonValue)JsonNode.Parse(v.ToJsonString())!;
 
     private int InRange(long value, string field, int min, int max) =>
         value < min || value > max ? throw Error(field, $"is {value}, outside [{min}, {max}]") : (int)value;
@@ -77,6 +85,7 @@ public sealed class ConfigFields(JsonObject json, string source, Func<string, Ex
         if (node is null) return null;
         if (node is not JsonValue v || node.GetValueKind() != System.Text.Json.JsonValueKind.Number)
             throw Error($"'{key}'", $"is {Kind(node)}, not a number");
+        v = Parsed(v);
         if (!v.TryGetValue(out double d)) throw Error($"'{key}'", $"is {Kind(node)}, not a finite number");
         if (!double.IsFinite(d)) throw Error($"'{key}'", $"is {d}, not a finite number");
         if (d < min || d > max || (exclusiveMin && d == min))
