@@ -23,7 +23,8 @@ public static class ModuleProvenance
     }
 
     /// <summary>
-    /// The paper's merge sums A matrices, which only combines modules that started from the same A (docs/toy-world.md): a warning when the modules record different init seeds, none otherwise.
+    /// The paper's merge sums A matrices, which only combines modules that started from the same A
+    /// (docs/toy-world.md): a warning when the modules record different init seeds, none otherwise.
     /// </summary>
     public static IReadOnlyList<string> InitWarnings(IEnumerable<string> moduleDirectories)
     {

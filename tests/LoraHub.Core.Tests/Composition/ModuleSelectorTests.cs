@@ -113,10 +113,4 @@ public sealed class ModuleSelectorTests
         Directory.CreateDirectory(folder);
         File.WriteAllText(Path.Combine(folder, LoraModule.ConfigFile), "{}");
     }
-
-    /// <summary>Progress that reports on the caller's thread (Progress&lt;T&gt; posts to the thread pool).</summary>
-    private sealed class SyncProgress(Action<int> report) : IProgress<int>
-    {
-        public void Report(int value) => report(value);
-    }
 }

@@ -1,3 +1,4 @@
+using LoraHub.Core;
 using System.Text.Json.Nodes;
 using LoraHub.Core.Composition;
 using LoraHub.Core.Lora;
@@ -45,7 +46,7 @@ public sealed class LoraTrainerTests(TrainingModelFixture fx)
         var baseLoss = Seq2Seq.ExampleLosses(fx.Model, data).Average();
         var flags = fx.Model.Module.parameters().Select(p => p.requires_grad).ToList();
         var reported = new List<TrainingProgress>();
-        using var result = LoraTrainer.Train(fx.Model, data, Quick, new Sync(reported.Add));
+        using var result = LoraTrainer.Train(fx.Model, data, Quick, new SyncProgress<TrainingProgress>(reported.Add));
 
         Assert.Equal(Quick.Steps, result.Losses.Count);
         Assert.Equal(Enumerable.Range(1, Quick.Steps), reported.Select(p => p.Step));
@@ -155,7 +156,7 @@ public sealed class LoraTrainerTests(TrainingModelFixture fx)
         var baseLoss = Seq2Seq.ExampleLosses(fx.Model, data).Average();
         using var cts = new CancellationTokenSource();
         Assert.Throws<OperationCanceledException>(() =>
-            LoraTrainer.Train(fx.Model, data, Quick, new Sync(p => { if (p.Step == 3) cts.Cancel(); }), cts.Token));
+            LoraTrainer.Train(fx.Model, data, Quick, new SyncProgress<TrainingProgress>(p => { if (p.Step == 3) cts.Cancel(); }), cts.Token));
         Assert.Equal(baseLoss, Seq2Seq.ExampleLosses(fx.Model, data).Average(), 6);
         Assert.All(fx.Model.Module.parameters(), p => Assert.False(p.requires_grad));
     }
@@ -182,8 +183,4 @@ public sealed class LoraTrainerTests(TrainingModelFixture fx)
         Assert.Equal(3, new BatchSampler<int>([1, 2, 3], 32, 0).Next().Count);
     }
 
-    internal sealed class Sync(Action<TrainingProgress> report) : IProgress<TrainingProgress>
-    {
-        public void Report(TrainingProgress value) => report(value);
-    }
 }

@@ -1,3 +1,4 @@
+using LoraHub.Core;
 using System.Diagnostics;
 using System.Text.Json.Nodes;
 using LoraHub.Core.Composition;
@@ -22,7 +23,7 @@ public sealed class TinyLlamaWorldFixture : IDisposable
     public List<string> Progress { get; } = [];
     public ToyWorld World { get; }
 
-    public TinyLlamaWorldFixture() => World = ToyWorld.Build(Directory, 11, Tiny, new TinyWorldFixture.Sync(Progress.Add));
+    public TinyLlamaWorldFixture() => World = ToyWorld.Build(Directory, 11, Tiny, new SyncProgress<string>(Progress.Add));
 
     public void Dispose() => Temp.Dispose();
 }

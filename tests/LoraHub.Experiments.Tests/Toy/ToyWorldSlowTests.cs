@@ -1,3 +1,4 @@
+using LoraHub.Core;
 using System.Diagnostics;
 using LoraHub.Core.Composition;
 using LoraHub.Core.Lora;
@@ -31,7 +32,7 @@ public sealed class ToyWorldSlowTests(ITestOutputHelper output)
         using var temp = new Fixtures.TempDir();
         var dir = Environment.GetEnvironmentVariable("LORAHUB_TOY_DIR") is { Length: > 0 } keep ? keep : temp["world"];
         var clock = Stopwatch.StartNew();
-        var world = ToyWorld.Build(dir, 1, new Sync(line => output.WriteLine($"[{clock.Elapsed.TotalSeconds,6:F1} s] {line}")));
+        var world = ToyWorld.Build(dir, 1, new SyncProgress<string>(line => output.WriteLine($"[{clock.Elapsed.TotalSeconds,6:F1} s] {line}")));
         output.WriteLine($"build: {clock.Elapsed.TotalSeconds:F1} s (from cache: {world.FromCache})");
         var t = world.Timings;
         output.WriteLine($"timings: base train {t.BaseTrain:F1} s, base eval {t.BaseEvaluate:F1} s, modules {string.Join(", ", t.Modules.Select(kv => $"{kv.Key} {kv.Value:F1}"))} s, held-out {t.HeldOut:F1} s, total {t.Total:F1} s");
@@ -71,7 +72,7 @@ public sealed class ToyWorldSlowTests(ITestOutputHelper output)
         using var temp = new Fixtures.TempDir();
         var dir = Environment.GetEnvironmentVariable("LORAHUB_TOY_LLAMA_DIR") is { Length: > 0 } keep ? keep : temp["world"];
         var clock = Stopwatch.StartNew();
-        var world = ToyWorld.Build(dir, 1, ToyWorldOptions.DefaultLlama, new Sync(line => output.WriteLine($"[{clock.Elapsed.TotalSeconds,6:F1} s] {line}")));
+        var world = ToyWorld.Build(dir, 1, ToyWorldOptions.DefaultLlama, new SyncProgress<string>(line => output.WriteLine($"[{clock.Elapsed.TotalSeconds,6:F1} s] {line}")));
         output.WriteLine($"build: {clock.Elapsed.TotalSeconds:F1} s (from cache: {world.FromCache})");
         output.WriteLine($"base copy exact match {world.BaseCopyExactMatch:F2}");
         foreach (var m in world.Pool) output.WriteLine($"module {m.Name}: exact match {m.ExactMatch:F2} (final loss {m.FinalLoss:F4})");
@@ -102,8 +103,4 @@ public sealed class ToyWorldSlowTests(ITestOutputHelper output)
         Assert.All(world.HeldOut.Where(h => h.Kind == "combination"), h => Assert.True(h.OracleExactMatch > best[h.Name], $"{h.Name}: hand-set {h.OracleExactMatch} vs best single {best[h.Name]}"));
     }
 
-    private sealed class Sync(Action<string> report) : IProgress<string>
-    {
-        public void Report(string value) => report(value);
-    }
 }

@@ -1,3 +1,4 @@
+using LoraHub.Core;
 using System.Diagnostics;
 using System.Text.Json.Nodes;
 using LoraHub.Core.Composition;
@@ -26,16 +27,12 @@ public sealed class TinyWorldFixture : IDisposable
     public TinyWorldFixture()
     {
         var clock = Stopwatch.StartNew();
-        World = ToyWorld.Build(Directory, 11, Tiny, new Sync(Progress.Add));
+        World = ToyWorld.Build(Directory, 11, Tiny, new SyncProgress<string>(Progress.Add));
         BuildTime = clock.Elapsed;
     }
 
     public void Dispose() => Temp.Dispose();
 
-    internal sealed class Sync(Action<string> report) : IProgress<string>
-    {
-        public void Report(string value) => report(value);
-    }
 }
 
 public sealed class ToyWorldTests(TinyWorldFixture fx) : IClassFixture<TinyWorldFixture>
@@ -159,7 +156,7 @@ public sealed class ToyWorldBuildTests
     public void An_interrupted_build_leaves_no_world()
     {
         using var dir = new Fixtures.TempDir();
-        var progress = new TinyWorldFixture.Sync(p =>
+        var progress = new SyncProgress<string>(p =>
         {
             if (p.StartsWith("module mirror_letters: exact match", StringComparison.Ordinal)) throw new InvalidOperationException("stop");
         });
@@ -167,7 +164,7 @@ public sealed class ToyWorldBuildTests
         Assert.Empty(Leftovers(dir.Path));
 
         using var cts = new CancellationTokenSource();
-        var cancel = new TinyWorldFixture.Sync(p => { if (p.StartsWith("base: copy", StringComparison.Ordinal)) cts.Cancel(); });
+        var cancel = new SyncProgress<string>(p => { if (p.StartsWith("base: copy", StringComparison.Ordinal)) cts.Cancel(); });
         Assert.ThrowsAny<OperationCanceledException>(() => ToyWorld.Build(dir["world"], 1, Fast, cancel, cts.Token));
         Assert.Empty(Leftovers(dir.Path));
     }
