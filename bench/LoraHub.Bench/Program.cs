@@ -1,5 +1,5 @@
 // Benchmarks print ratios measured in one run (absolute times on a shared 2-core machine mean little).
-// Run: OMP_WAIT_POLICY=PASSIVE dotnet run -c Release --project bench/LoraHub.Bench -- [name]... [--rounds N]
+// Run: OMP_WAIT_POLICY=PASSIVE dotnet run -c Release --project bench/LoraHub.Bench -- [name]... [--rounds N] [--parts LIST]
 using LoraHub.Bench;
 
 // load-memory measures each load in a child process of this program.
@@ -20,7 +20,8 @@ var benchmarks = new Dictionary<string, Func<int?, Task<int>>>
     ["pytorch-t5"] = r => Task.FromResult(PytorchT5.Run(r ?? 15)),
 };
 var rounds = args.SkipWhile(a => a != "--rounds").Skip(1).Select(a => (int?)int.Parse(a)).FirstOrDefault();
-var which = args.Where(a => !a.StartsWith("--") && !int.TryParse(a, out _)).DefaultIfEmpty("lora-overhead").ToList();
+// Names are the arguments that are neither options nor an option's value (--rounds N, --parts LIST).
+var which = args.Where((a, i) => !a.StartsWith("--") && !(i > 0 && args[i - 1] is "--rounds" or "--parts")).DefaultIfEmpty("lora-overhead").ToList();
 foreach (var name in which)
 {
     if (!benchmarks.TryGetValue(name, out var run))

@@ -29,8 +29,9 @@ public static class MergeModes
 
 /// <summary>
 /// A base model with a weighted composition of K LoRA modules attached. The modules' A and B (scale folded
-/// into B) are laid out once per layer, so switching to another weight vector costs one small product per
-/// layer; the base model is never copied or reloaded, and no d×d matrix is ever formed.
+/// into B) are laid out once, so switching to another weight vector costs two products for the whole model (lorahub
+/// merge) or one small product per layer (linear); the base model is never copied or reloaded, and no d×d matrix is
+/// ever formed.
 /// </summary>
 public sealed class ComposedModel : IDisposable
 {
@@ -39,20 +40,29 @@ public sealed class ComposedModel : IDisposable
     private readonly long[] ranks;
     private readonly bool ownsModules;
 
+    private readonly Device device;
+
     /// <summary>
-    /// Per layer: all modules' A rows [Σ r_i, in] and scaled B columns [out, Σ r_i], module i owning the rows
-    /// offsets[i] .. offsets[i] + r_i (zeros where a module does not target the layer).
+    /// lorahub merge: every module's A and scaled B of every layer flattened into one row per module, [K, Σ r·in] and
+    /// [K, Σ out·r] (zeros where a module does not target a layer), so a switch to new weights is two products for the
+    /// whole model, not two per layer; a layer's part starts at its Target's offsets.
     /// </summary>
-    private sealed record Target(string Path, LoraLinear Layer, Tensor AllA, Tensor AllB, Tensor? StackB) : IDisposable
+    private readonly Tensor? hubA;
+    private readonly Tensor? hubB;
+
+    /// <summary>
+    /// A wrapped layer. Linear merge: all modules' A rows [Σ r_i, in], module i owning rows offsets[i] .. offsets[i] + r_i
+    /// (zeros where a module does not target the layer), and their scaled B columns [out, Σ r_i].
+    /// </summary>
+    private sealed record Target(string Path, LoraLinear Layer, long AOffset, long BOffset, Tensor? AllA, Tensor? AllB) : IDisposable
     {
         public Tensor? A { get; set; }
         public Tensor? B { get; set; }
 
         public void Dispose()
         {
-            AllA.Dispose();
-            AllB.Dispose();
-            StackB?.Dispose();
+            AllA?.Dispose();
+            AllB?.Dispose();
             A?.Dispose();
             B?.Dispose();
         }
@@ -69,7 +79,9 @@ public sealed class ComposedModel : IDisposable
     /// Validates every module against the model (and, for the lorahub merge, that all share one rank: it adds
     /// A matrices) and wraps the targeted layers.
     /// </summary>
-    /// <remarks>The caller keeps ownership of modules passed in; <see cref="Load"/> gives a composition that owns them.</remarks>
+    /// <remarks>The caller keeps ownership of modules passed in; <see cref="Load"/> gives a composition that owns them
+    /// and keeps only their laid-out copy (the modules' own tensors are released layer by layer as they are laid out,
+    /// so loading K modules never holds two copies of them).</remarks>
     public ComposedModel(IAdaptableModel model, IReadOnlyList<LoraModule> modules, MergeMode mode = MergeMode.LoraHub)
         : this(model, modules, mode, ownsModules: false)
     {
@@ -112,35 +124,47 @@ public sealed class ComposedModel : IDisposable
         Rank = mode == MergeMode.LoraHub ? modules[0].Rank : modules.Sum(m => m.Rank);
         scales = modules.Select(m => m.Config.Scale).ToArray();
 
-        var device = model.Module.parameters().First().device;
-        var paths = modules.SelectMany(m => m.Layers.Keys).Distinct().Order(StringComparer.Ordinal);
+        device = model.Module.parameters().First().device;
+        var layers = modules.SelectMany(m => m.Layers.Keys).Distinct().Order(StringComparer.Ordinal)
+            .Select(path => (Path: path, Layer: LoraInjector.Wrap(model.Module, path))).ToList();
         using var noGrad = no_grad();
-        foreach (var path in paths)
+        if (mode == MergeMode.LoraHub)
+        {
+            var r = ranks[0];
+            hubA = zeros(modules.Count, layers.Sum(l => r * l.Layer.InFeatures), device: device).DetachFromDisposeScope();
+            hubB = zeros(modules.Count, layers.Sum(l => l.Layer.OutFeatures * r), device: device).DetachFromDisposeScope();
+        }
+        long aOffset = 0, bOffset = 0;
+        foreach (var (path, layer) in layers)
         {
             using var scope = NewDisposeScope();
-            var layer = LoraInjector.Wrap(model.Module, path);
-            var a = new List<Tensor>();
-            var b = new List<Tensor>();
-            for (var i = 0; i < modules.Count; i++)
+            if (mode == MergeMode.LoraHub)
             {
-                if (modules[i].Layers.TryGetValue(path, out var ab))
+                var (aSize, bSize) = (ranks[0] * layer.InFeatures, layer.OutFeatures * ranks[0]);
+                for (var i = 0; i < modules.Count; i++)
                 {
-                    a.Add(ab.A);
-                    b.Add(ab.B * scales[i]); // the scale travels with B so modules of different alpha mix correctly
+                    if (!modules[i].Layers.TryGetValue(path, out var ab)) continue;
+                    hubA![i].narrow(0, aOffset, aSize).copy_(ab.A.flatten());
+                    // The scale travels with B so modules of different alpha mix correctly.
+                    hubB![i].narrow(0, bOffset, bSize).copy_((ab.B * scales[i]).flatten());
                 }
-                else
-                {
-                    a.Add(zeros(ranks[i], layer.InFeatures));
-                    b.Add(zeros(layer.OutFeatures, ranks[i]));
-                }
+                targets.Add(new Target(path, layer, aOffset, bOffset, null, null));
+                (aOffset, bOffset) = (aOffset + aSize, bOffset + bSize);
             }
-            var allA = cat(a, 0).to(device).DetachFromDisposeScope();
-            var allB = cat(b, 1).to(device).DetachFromDisposeScope();
-            // The lorahub merge sums B over modules: keep them stacked [K, out, r] once, not permuted on every switch.
-            var stackB = mode == MergeMode.LoraHub
-                ? allB.view(-1, modules.Count, ranks[0]).permute(1, 0, 2).contiguous().DetachFromDisposeScope()
-                : null;
-            targets.Add(new Target(path, layer, allA, allB, stackB));
+            else
+            {
+                var a = new List<Tensor>();
+                var b = new List<Tensor>();
+                for (var i = 0; i < modules.Count; i++)
+                {
+                    var found = modules[i].Layers.TryGetValue(path, out var ab);
+                    a.Add(found ? ab.A : zeros(ranks[i], layer.InFeatures));
+                    b.Add(found ? ab.B * scales[i] : zeros(layer.OutFeatures, ranks[i]));
+                }
+                targets.Add(new Target(path, layer, 0, 0, cat(a, 0).to(device).DetachFromDisposeScope(), cat(b, 1).to(device).DetachFromDisposeScope()));
+            }
+            if (ownsModules)
+                foreach (var m in modules) m.ReleaseLayer(path);
         }
     }
 
@@ -152,12 +176,8 @@ public sealed class ComposedModel : IDisposable
         CheckWeights(weights);
         using var noGrad = no_grad();
         using var scope = NewDisposeScope();
-        var w = WeightMatrix([weights]);
-        foreach (var t in targets)
-        {
-            var (a, b) = Merged(t, w);
+        foreach (var (t, a, b) in Merged(WeightMatrix([weights])))
             Attach(t, a.squeeze(0), b.squeeze(0));
-        }
         Weights = weights.ToArray();
     }
 
@@ -171,12 +191,8 @@ public sealed class ComposedModel : IDisposable
         foreach (var c in candidates) CheckWeights(c);
         using var noGrad = no_grad();
         using var scope = NewDisposeScope();
-        var w = WeightMatrix(candidates);
-        foreach (var t in targets)
-        {
-            var (a, b) = Merged(t, w);
+        foreach (var (t, a, b) in Merged(WeightMatrix(candidates)))
             Attach(t, a, b);
-        }
         Weights = null;
     }
 
@@ -207,11 +223,9 @@ public sealed class ComposedModel : IDisposable
         var divide = sameScale ? scales[0] : 1.0;
         using var noGrad = no_grad();
         using var scope = NewDisposeScope();
-        var w = WeightMatrix([weights]);
         var layers = new Dictionary<string, (Tensor A, Tensor B)>();
-        foreach (var t in targets)
+        foreach (var (t, a, b) in Merged(WeightMatrix([weights])))
         {
-            var (a, b) = Merged(t, w);
             layers[t.Path] = (a.squeeze(0).cpu().contiguous().DetachFromDisposeScope(), (b.squeeze(0) / divide).cpu().contiguous().DetachFromDisposeScope());
         }
         return new MergedAdapter(Rank, alpha, rslora, layers, Model.PeftTaskType);
@@ -227,25 +241,30 @@ public sealed class ComposedModel : IDisposable
     private Tensor WeightMatrix(IReadOnlyList<IReadOnlyList<double>> candidates)
     {
         var flat = candidates.SelectMany(c => c.Select(x => (float)x)).ToArray();
-        return tensor(flat, [candidates.Count, Modules.Count]).to(targets[0].AllA.device);
+        return tensor(flat, [candidates.Count, Modules.Count]).to(device);
     }
 
-    /// <summary>A [C, r', in] and B [C, out, r'] for weights w [C, K].</summary>
-    private (Tensor A, Tensor B) Merged(Target t, Tensor w)
+    /// <summary>Per layer A [C, r', in] and B [C, out, r'] for weights w [C, K] (tensors in the caller's dispose scope).</summary>
+    private IEnumerable<(Target T, Tensor A, Tensor B)> Merged(Tensor w)
     {
         var candidates = w.shape[0];
-        var k = Modules.Count;
         if (Mode == MergeMode.LoraHub)
         {
-            var r = ranks[0];
-            var stackA = t.AllA.view(k, r, -1);                       // [K, r, in]
-            return (tensordot(w, stackA, [1], [0]), tensordot(w, t.StackB!, [1], [0]));
+            // Σ w_i A_i and Σ w_i B_i for every layer at once; each layer's A and B are views of these.
+            var (allA, allB, r) = (mm(w, hubA!), mm(w, hubB!), ranks[0]);
+            foreach (var t in targets)
+            {
+                var (inF, outF) = (t.Layer.InFeatures, t.Layer.OutFeatures);
+                yield return (t, allA.narrow(1, t.AOffset, r * inF).view(candidates, r, inF),
+                    allB.narrow(1, t.BOffset, outF * r).view(candidates, outF, r));
+            }
+            yield break;
         }
         // Linear: each module's rows of A carry its weight; B is shared by all candidates.
         var rows = repeat_interleave(w, tensor(ranks, device: w.device), dim: 1);  // [C, Σr]
-        var a = rows.unsqueeze(-1) * t.AllA.unsqueeze(0);                          // [C, Σr, in]
-        var b = t.AllB.unsqueeze(0).expand(candidates, -1, -1);                    // [C, out, Σr]
-        return (a, b);
+        foreach (var t in targets)
+            yield return (t, rows.unsqueeze(-1) * t.AllA!.unsqueeze(0),              // [C, Σr, in]
+                t.AllB!.unsqueeze(0).expand(candidates, -1, -1));                  // [C, out, Σr]
     }
 
     private static void Attach(Target t, Tensor a, Tensor b)
@@ -265,6 +284,8 @@ public sealed class ComposedModel : IDisposable
         Clear();
         foreach (var t in targets) t.Dispose();
         targets.Clear();
+        hubA?.Dispose();
+        hubB?.Dispose();
         if (ownsModules)
             foreach (var m in Modules) m.Dispose();
     }

@@ -13,17 +13,25 @@ namespace LoraHub.Core.Lora;
 public sealed class LoraLinear : nn.Module<Tensor, Tensor>
 {
     private readonly Linear base_layer;
+    private readonly long inFeatures;
+    private readonly long outFeatures;
     private Tensor? loraA;
     private Tensor? loraB;
+    // Transposed views of A and B made once per adapter, not on every forward: the side path is a few small
+    // products per layer, so per-call native overhead is a visible part of its cost.
+    private Tensor? loraAT;
+    private Tensor? loraBT;
 
     public LoraLinear(Linear baseLayer) : base(nameof(LoraLinear))
     {
         base_layer = baseLayer;
+        var shape = baseLayer.weight!.shape;
+        (outFeatures, inFeatures) = (shape[0], shape[1]);
         RegisterComponents();
     }
 
-    public long InFeatures => base_layer.weight!.shape[1];
-    public long OutFeatures => base_layer.weight!.shape[0];
+    public long InFeatures => inFeatures;
+    public long OutFeatures => outFeatures;
     public Linear BaseLayer => base_layer;
 
     /// <summary>
@@ -39,10 +47,24 @@ public sealed class LoraLinear : nn.Module<Tensor, Tensor>
             && (!grouped || a.shape[0] == b.shape[0]);
         if (!fits)
             throw new ArgumentException($"adapter shapes A [{string.Join(", ", a.shape)}], B [{string.Join(", ", b.shape)}] do not fit a {InFeatures}->{OutFeatures} layer");
+        ReleaseViews();
         (loraA, loraB) = (a, b);
+        // Detached: SetAdapter is often called inside a caller's dispose scope, and the views live as long as the adapter.
+        if (!grouped) (loraAT, loraBT) = (a.t().DetachFromDisposeScope(), b.t().DetachFromDisposeScope());
     }
 
-    public void ClearAdapter() => (loraA, loraB) = (null, null);
+    public void ClearAdapter()
+    {
+        ReleaseViews();
+        (loraA, loraB) = (null, null);
+    }
+
+    private void ReleaseViews()
+    {
+        loraAT?.Dispose();
+        loraBT?.Dispose();
+        (loraAT, loraBT) = (null, null);
+    }
 
     public bool HasAdapter => loraA is not null;
 
@@ -60,22 +82,27 @@ public sealed class LoraLinear : nn.Module<Tensor, Tensor>
     public override Tensor forward(Tensor x)
     {
         if (loraA is null) return base_layer.forward(x);
-        using var scope = NewDisposeScope();
-        if (loraA.dim() == 2)
+        if (loraAT is not null)
         {
-            var rows = x.numel() / InFeatures;
-            var weight = base_layer.weight!;
-            if (rows * (double)(InFeatures + OutFeatures) > FoldFactor * InFeatures * OutFeatures
-                && weight.dtype is ScalarType.Float32 or ScalarType.Float64 && !is_grad_enabled())
-                return nn.functional.linear(x, addmm(weight, loraB!, loraA, 1, 1), base_layer.bias).MoveToOuterDisposeScope();
+            if (!double.IsPositiveInfinity(FoldFactor)
+                && x.numel() / inFeatures * (double)(inFeatures + outFeatures) > FoldFactor * inFeatures * outFeatures
+                && base_layer.weight!.dtype is ScalarType.Float32 or ScalarType.Float64 && !is_grad_enabled())
+            {
+                using var folded = addmm(base_layer.weight!, loraB!, loraA, 1, 1);
+                return nn.functional.linear(x, folded, base_layer.bias);
+            }
             // As 2-D products on the flattened rows, accumulated into the base output in place: measured faster on
-            // CPU than batched 3-D matmul with transposed weights.
+            // CPU than batched 3-D matmul with transposed weights. Temporaries are disposed here, not by a scope.
             var y = base_layer.forward(x);
-            y.view(-1, OutFeatures).addmm_(mm(x.reshape(-1, InFeatures), loraA.t()), loraB!.t(), 1, 1);
-            return y.MoveToOuterDisposeScope();
+            using var rows = x.reshape(-1, inFeatures);
+            using var down = mm(rows, loraAT);
+            using var flat = y.view(-1, outFeatures);
+            flat.addmm_(down, loraBT!, 1, 1);
+            return y;
         }
         else
         {
+            using var scope = NewDisposeScope();
             var y = base_layer.forward(x);
             // [C*G, L, in] -> [C, G*L, in]: one batched product per candidate group.
             var groups = loraA.shape[0];

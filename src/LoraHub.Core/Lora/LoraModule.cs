@@ -84,11 +84,21 @@ public sealed class LoraModule : IDisposable
     public string Name { get; }
     public string Directory { get; }
     public LoraConfig Config { get; }
-    public IReadOnlyDictionary<string, (Tensor A, Tensor B)> Layers { get; }
+    /// <summary>Per target layer A and B. Empty once a <see cref="ComposedModel"/> that owns the module has laid it out.</summary>
+    public IReadOnlyDictionary<string, (Tensor A, Tensor B)> Layers => layers;
+    private readonly Dictionary<string, (Tensor A, Tensor B)> layers;
 
     private LoraModule(string name, string directory, LoraConfig config, Dictionary<string, (Tensor, Tensor)> layers)
     {
-        (Name, Directory, Config, Layers) = (name, directory, config, layers);
+        (Name, Directory, Config, this.layers) = (name, directory, config, layers);
+    }
+
+    /// <summary>Disposes one layer's tensors and forgets the layer (the owner has copied them).</summary>
+    internal void ReleaseLayer(string path)
+    {
+        if (!layers.Remove(path, out var ab)) return;
+        ab.A.Dispose();
+        ab.B.Dispose();
     }
 
     public int Rank => Config.R;
