@@ -148,12 +148,55 @@ public class PickleOpcodeTests
         { P([0x1F]), 2, "unsupported pickle opcode 0x1f; only the opcodes torch.save writes are accepted" },
         { P([(byte)' ']), 2, "unsupported pickle opcode 0x20 (' '); only the opcodes torch.save writes are accepted" },
         { [0x80, 2, (byte)'K', 1], 2, "pickle ends without a STOP opcode (truncated?)" },
+        { [0x80, 2, (byte)'J', 1, 2, 3, 4], 2, "pickle ends without a STOP opcode (truncated?)" },
+        { [0x80, 2, (byte)'X', .. U32(1), (byte)'a'], 2, "pickle ends without a STOP opcode (truncated?)" },
+        { P([(byte)'X', .. U32(40), .. Encoding.ASCII.GetBytes(new string('y', 40)), (byte)')', (byte)'R']), 48, $"REDUCE on str '{new string('y', 40)}', which is not an allowed callable" },
+        { P([0x89, (byte)')', (byte)'R']), 4, "REDUCE on False, which is not an allowed callable" },
+        { P([(byte)'G', 0x3f, 0xf0, 0, 0, 0, 0, 0, 0, (byte)')', (byte)'R']), 12, "REDUCE on float, which is not an allowed callable" },
+        { P([(byte)'N', (byte)')', (byte)'R']), 4, "REDUCE on None, which is not an allowed callable" },
+        { P([(byte)'(', (byte)'t', (byte)')', (byte)'R']), 5, "REDUCE on a tuple of 0, which is not an allowed callable" },
+        { P([(byte)'}', (byte)')', (byte)'R']), 4, "REDUCE on a dict, which is not an allowed callable" },
+        { P([(byte)'c', .. "torch\nFloatStorage\n"u8, (byte)')', (byte)'R']), 23, "'torch.FloatStorage' cannot be called" },
+        { P([.. StoragePid, (byte)')', (byte)'R']), 2 + StoragePid.Length + 1, "REDUCE on a storage, which is not an allowed callable" },
+        { P([.. TensorOfStorage, (byte)')', (byte)'R']), 2 + TensorOfStorage.Length + 1, "REDUCE on a tensor, which is not an allowed callable" },
     };
+
+    /// <summary>('storage', torch.FloatStorage, '0', 'cpu', 4) then BINPERSID: a storage on the stack.</summary>
+    private static readonly byte[] StoragePid =
+        [(byte)'(', (byte)'U', 7, .. "storage"u8, (byte)'c', .. "torch\nFloatStorage\n"u8, (byte)'U', 1, (byte)'0', (byte)'U', 3, .. "cpu"u8, (byte)'K', 4, (byte)'t', (byte)'Q'];
+
+    /// <summary>_rebuild_tensor(storage, 0, (4,), (1,)): a tensor on the stack.</summary>
+    private static readonly byte[] TensorOfStorage =
+        [(byte)'c', .. "torch._utils\n_rebuild_tensor\n"u8, (byte)'(', .. StoragePid, (byte)'K', 0, (byte)'K', 4, 0x85, (byte)'K', 1, 0x85, (byte)'t', (byte)'R'];
 
     [Theory]
     [MemberData(nameof(MalformedPickles))]
     public void Malformed_pickles_are_refused_naming_the_file_the_entry_the_byte_and_the_problem(byte[] pickle, int atByte, string problem) =>
         Refused(pickle, atByte, problem);
+
+    [Fact]
+    public void A_pickle_as_large_as_a_big_models_state_dict_is_within_every_budget()
+    {
+        // 100,000 entries, as a state dict of a large model has tens of thousands: {"k0": 0, "k1": 1, ...} through
+        // SETITEMS batches of 1000 as CPython writes them, and a list of the same length through APPENDS.
+        var dict = new List<byte> { 0x80, 2, (byte)'}' };
+        var list = new List<byte> { 0x80, 2, (byte)']' };
+        for (int batch = 0; batch < 100; batch++)
+        {
+            dict.Add((byte)'('); list.Add((byte)'(');
+            for (int i = batch * 1000; i < (batch + 1) * 1000; i++)
+            {
+                var key = Encoding.ASCII.GetBytes($"k{i}");
+                dict.AddRange([(byte)'U', (byte)key.Length, .. key, (byte)'J', .. BitConverter.GetBytes(i)]);
+                list.Add(0x88);
+            }
+            dict.Add((byte)'u'); list.Add((byte)'e');
+        }
+        var d = (PyDict)Load([.. dict, (byte)'.']);
+        Assert.Equal(100_000, d.Items.Count);
+        Assert.Equal(new KeyValuePair<object, object?>("k99999", 99999L), d.Items[^1]);
+        Assert.Equal(100_000, ((PyList)Load([.. list, (byte)'.'])).Items.Count);
+    }
 
     [Fact]
     public void Globals_outside_the_allow_list_are_refused_when_named()

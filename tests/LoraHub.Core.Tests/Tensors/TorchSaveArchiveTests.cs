@@ -420,6 +420,79 @@ public class TorchSaveArchiveTests
         TensorAssert.Throws(path, () => { checkpoint.ReadInto("w", into); return 0; }, "archive/data/0");
     }
 
+    /// <summary>Overwrites the 4-byte signature of a member's local header (the central directory still lists it).</summary>
+    private static void BreakLocalHeader(string path, string member)
+    {
+        var bytes = File.ReadAllBytes(path);
+        var name = Encoding.UTF8.GetBytes(member);
+        for (var i = 0; i + 30 + name.Length <= bytes.Length; i++)
+        {
+            if (BitConverter.ToUInt32(bytes, i) == 0x04034b50 && BitConverter.ToUInt16(bytes, i + 26) == name.Length && bytes.AsSpan(i + 30, name.Length).SequenceEqual(name))
+            {
+                bytes[i + 2] = 0xFF;
+                File.WriteAllBytes(path, bytes);
+                return;
+            }
+        }
+        throw new InvalidOperationException($"no local header for {member}");
+    }
+
+    [Fact]
+    public void A_corrupt_zip_member_is_refused_as_a_corrupt_archive_whenever_it_is_read()
+    {
+        using var dir = new TempDir();
+        // The pickle's member: found while opening.
+        var pickle = dir.Path("pickle.bin");
+        Write(pickle, [Whole("w", "0", "FloatStorage", 2)], ("0", PickleBuilder.Floats(1, 2)));
+        BreakLocalHeader(pickle, "archive/data.pkl");
+        var e = TensorAssert.Throws(pickle, () => StateDict.OpenFile(pickle), "corrupt zip archive (");
+        Assert.IsType<InvalidDataException>(e.InnerException);
+
+        // A storage's member: opening succeeds (only sizes are checked), reading it fails, by every way of reading.
+        var storage = dir.Path("storage.bin");
+        Write(storage, [Whole("w", "0", "FloatStorage", 2), new("part", "1", "FloatStorage", 2, 1, [1], [1])],
+            ("0", PickleBuilder.Floats(1, 2)), ("1", PickleBuilder.Floats(3, 4)));
+        BreakLocalHeader(storage, "archive/data/0");
+        BreakLocalHeader(storage, "archive/data/1");
+        using var checkpoint = StateDict.OpenFile(storage);
+        TensorAssert.Throws(storage, () => checkpoint.ReadAll(null), "corrupt zip archive (");
+        using var whole = torch.empty(2);
+        TensorAssert.Throws(storage, () => { checkpoint.ReadInto("w", whole); return 0; }, "corrupt zip archive (");
+        using var part = torch.empty(1);
+        TensorAssert.Throws(storage, () => { checkpoint.ReadInto("part", part); return 0; }, "corrupt zip archive (");
+    }
+
+    [Fact]
+    public void A_member_claiming_more_compressed_bytes_than_the_archive_holds_is_refused()
+    {
+        using var dir = new TempDir();
+        var path = dir.Path("compressed-claim.bin");
+        TorchArchive.Write(path, TorchArchive.Pickle([Whole("w", "0", "FloatStorage", 4096)]), new Dictionary<string, byte[]> { ["0"] = new byte[4 * 4096] });
+        var length = new FileInfo(path).Length;
+        // Central directory: compressed size at +20. Claim one byte more than the whole file (the ratio stays plausible).
+        var bytes = File.ReadAllBytes(path);
+        var name = "archive/data/0"u8.ToArray();
+        for (var i = 0; i + 46 + name.Length <= bytes.Length; i++)
+            if (BitConverter.ToUInt32(bytes, i) == 0x02014b50 && BitConverter.ToUInt16(bytes, i + 28) == name.Length && bytes.AsSpan(i + 46, name.Length).SequenceEqual(name))
+                BitConverter.TryWriteBytes(bytes.AsSpan(i + 20, 4), (uint)(length + 1));
+        File.WriteAllBytes(path, bytes);
+        Assert.Equal($"storage entry 'archive/data/0' claims 16384 bytes from {length + 1} compressed bytes in a {length}-byte archive (corrupt zip)",
+            TensorAssert.Throws(path, () => StateDict.OpenFile(path)).Problem);
+    }
+
+    [Fact]
+    public void A_tensor_with_no_elements_and_an_empty_storage_member_loads()
+    {
+        using var dir = new TempDir();
+        var path = dir.Path("empty.bin");
+        Write(path, [new("e", "0", "FloatStorage", 0, 0, [0, 4], [4, 1])], ("0", []));
+        using var t = new Loaded(PyTorchBin.Load(path));
+        Assert.Equal([0L, 4], t["e"].shape);
+        using var checkpoint = StateDict.OpenFile(path);
+        using var into = torch.empty(0, 4);
+        checkpoint.ReadInto("e", into);
+    }
+
     public static TheoryData<View, string> BadViews() => new()
     {
         { new("w", "0", "FloatStorage", 4, 0, [2, 2], [1]), "tensor 'w': size [2, 2] and stride [1] have different lengths" },
