@@ -213,13 +213,14 @@ public class TorchSaveArchiveTests
                 new("strided", "2", "FloatStorage", 4, 0, [2], [2]),
                 new("prefix", "3", "FloatStorage", 4, 0, [2], [1]),
                 new("unit-dim", "4", "FloatStorage", 3, 0, [1, 3], [99, 1]),
+                new("rows", "5", "FloatStorage", 6, 0, [2, 3], [0, 1]), // all six elements' worth, but row 0 twice
             ],
             ("0", PickleBuilder.Floats(0, 1, 2, 3, 4, 5)), ("1", PickleBuilder.Floats(9, 1, 2, 3)),
-            ("2", PickleBuilder.Floats(1, 0, 2, 0)), ("3", PickleBuilder.Floats(5, 6, 7, 8)), ("4", PickleBuilder.Floats(1, 2, 3)));
+            ("2", PickleBuilder.Floats(1, 0, 2, 0)), ("3", PickleBuilder.Floats(5, 6, 7, 8)), ("4", PickleBuilder.Floats(1, 2, 3)), ("5", PickleBuilder.Floats(1, 2, 3, 4, 5, 6)));
 
         var expected = new Dictionary<string, float[]>
         {
-            ["transposed"] = [0, 3, 1, 4, 2, 5], ["offset"] = [1, 2, 3], ["strided"] = [1, 2], ["prefix"] = [5, 6], ["unit-dim"] = [1, 2, 3],
+            ["transposed"] = [0, 3, 1, 4, 2, 5], ["offset"] = [1, 2, 3], ["strided"] = [1, 2], ["prefix"] = [5, 6], ["unit-dim"] = [1, 2, 3], ["rows"] = [1, 2, 3, 1, 2, 3],
         };
         using var all = new Loaded(StateDict.LoadFile(path));
         using var checkpoint = StateDict.OpenFile(path);
@@ -282,7 +283,10 @@ public class TorchSaveArchiveTests
             Assert.Equal(NotZip, e.Problem);
         }
 
-        // Starts like a zip but has no central directory.
+        // Starts like a zip but has no central directory (also when it is nothing but the 4-byte signature).
+        var signature = dir.Path("signature.bin");
+        File.WriteAllBytes(signature, "PK\u0003\u0004"u8.ToArray());
+        TensorAssert.Throws(signature, () => PyTorchBin.Load(signature), "not a readable zip archive (");
         var broken = dir.Path("broken.bin");
         File.WriteAllBytes(broken, [.. "PK\u0003\u0004"u8, .. new byte[200]]);
         var b = TensorAssert.Throws(broken, () => PyTorchBin.Load(broken), "not a readable zip archive (");
@@ -521,15 +525,23 @@ public class TorchSaveArchiveTests
     /// are exactly the budget for the archive's own size plus <paramref name="over"/> elements. The pickle writes every
     /// integer in 8 bytes, so the archive's size does not depend on the numbers in it.
     /// </summary>
-    private static string AtBudget(TempDir dir, string name, long over, bool secondView)
+    private static string AtBudget(TempDir dir, string name, long over, bool secondView, bool smallFirst = false)
     {
         var path = dir.Path(name);
-        List<View> Views(long n) => secondView ? [new("a", "0", "FloatStorage", 1, 0, [n], [0]), Whole("b", "0", "FloatStorage", 1)] : [new("a", "0", "FloatStorage", 1, 0, [n], [0])];
-        Write(path, Views(1), ("0", new byte[4]));
+        // "m" is the whole of its own storage, its only user: it claims nothing beyond its member's 24 bytes.
+        List<View> Views(long n) =>
+        [
+            .. smallFirst ? [new View("s", "0", "FloatStorage", 1, 0, [2], [0])] : Array.Empty<View>(),
+            new("a", "0", "FloatStorage", 1, 0, [n], [0]),
+            new("m", "1", "FloatStorage", 6, 0, [2, 3], [3, 1]),
+            .. secondView ? [Whole("b", "0", "FloatStorage", 1)] : Array.Empty<View>(),
+        ];
+        (string, byte[])[] storages = [("0", new byte[4]), ("1", new byte[24])];
+        Write(path, Views(1), storages);
         var length = new FileInfo(path).Length;
-        // claimed = 4 (the storage member) + 4 n (the repeated view) [+ 4 (view b: the storage has two users)]
-        var n = (PyTorchBin.ClaimBudget(length) - 4) / 4 + over;
-        Write(path, Views(n), ("0", new byte[4]));
+        // claimed = 4 + 24 (the storage members) + 4 n (the repeated view) [+ 4 (view b: storage 0 has two users)]
+        var n = (PyTorchBin.ClaimBudget(length) - 28) / 4 + over;
+        Write(path, Views(n), storages);
         Assert.Equal(length, new FileInfo(path).Length);
         return path;
     }
@@ -541,7 +553,7 @@ public class TorchSaveArchiveTests
         using var dir = new TempDir();
 
         var exact = AtBudget(dir, "exact.bin", over: 0, secondView: false);
-        using (var checkpoint = StateDict.OpenFile(exact)) Assert.Equal(PyTorchBin.ClaimBudget(new FileInfo(exact).Length) / 4 - 1, checkpoint.Find("a")!.Shape[0]);
+        using (var checkpoint = StateDict.OpenFile(exact)) Assert.Equal(PyTorchBin.ClaimBudget(new FileInfo(exact).Length) / 4 - 7, checkpoint.Find("a")!.Shape[0]);
 
         var over = AtBudget(dir, "over.bin", over: 1, secondView: false);
         var length = new FileInfo(over).Length;
@@ -551,6 +563,9 @@ public class TorchSaveArchiveTests
         // At the budget after the first view, over it with the second: every view counts, not only those before the limit.
         var second = AtBudget(dir, "second.bin", over: 0, secondView: true);
         TensorAssert.Throws(second, () => StateDict.OpenFile(second), "its tensors claim more than");
+        // Over it only with a view that comes after a small one.
+        var later = AtBudget(dir, "later.bin", over: 1, secondView: false, smallFirst: true);
+        TensorAssert.Throws(later, () => StateDict.OpenFile(later), "its tensors claim more than");
     }
 
     [Fact]
