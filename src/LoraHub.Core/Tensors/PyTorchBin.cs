@@ -305,8 +305,9 @@ public static class PyTorchBin
         {
             throw Bad("size and stride overflow");
         }
+        // last >= 0 here (offset, sizes and strides are not negative), so last + 1 fits a ulong even at long.MaxValue.
         if (last >= t.Storage.Numel)
-            throw Bad($"view (offset {t.Offset}, size {TensorIO.FormatShape(t.Size)}, stride {TensorIO.FormatShape(t.Stride)}) needs {last + 1} elements but storage '{t.Storage.Key}' has {t.Storage.Numel}");
+            throw Bad($"view (offset {t.Offset}, size {TensorIO.FormatShape(t.Size)}, stride {TensorIO.FormatShape(t.Stride)}) needs {(ulong)last + 1} elements but storage '{t.Storage.Key}' has {t.Storage.Numel}");
     }
 
     private static byte[] ReadSmallEntry(string fullPath, ZipArchiveEntry entry, long limit)
