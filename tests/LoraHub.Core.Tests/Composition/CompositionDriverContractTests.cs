@@ -89,8 +89,13 @@ public sealed class CompositionDriverContractTests
     public async Task A_search_that_converges_ends_before_the_budget_with_the_minimum_found()
     {
         var batches = new List<int>();
+        var reports = new List<CompositionProgress>();
         var search = await CompositionDriver.SearchAsync(new CompositionSettings { Optimizer = "quadratic-ranked", Budget = 1000, L1 = 0 }, 1,
-            Bowl([0.7], batches));
+            Bowl([0.7], batches), new SyncProgress<CompositionProgress>(reports.Add));
+        // One report before the first round and one after each, all in the search phase, out of the budget.
+        Assert.Equal(batches.Count + 1, reports.Count);
+        Assert.All(reports, r => Assert.Equal(("search", 1000), (r.Phase, r.Total)));
+        Assert.Equal(search.History.Count, reports[^1].Done);
         Assert.InRange(search.History.Count, 3, 999);
         Assert.Equal(batches.Count, search.Rounds);
         Assert.Equal(search.History.Count, batches.Sum());
