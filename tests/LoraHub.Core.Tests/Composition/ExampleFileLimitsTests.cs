@@ -133,6 +133,16 @@ public sealed class ExampleFileLimitsTests
         var outputDoc = $$"""{"examples": [{"input": "q", "target": "{{new string('t', 41)}}"}]}""";
         Assert.Throws<ExampleFormatException>(() => ExampleFile.Parse(outputDoc, "task.json", limit));
         Assert.Single(ExampleFile.Parse($$"""{"examples": [{"input": "{{new string('q', 40)}}", "target": "t"}]}""", "task.json", limit));
+        Assert.Single(ExampleFile.Parse($$"""{"examples": [{"input": "q", "target": "{{new string('t', 40)}}"}]}""", "task.json", limit));
+    }
+
+    [Fact]
+    public void A_bom_before_a_one_line_document_and_a_blank_first_line_are_read_as_written()
+    {
+        using var dir = new Fixtures.TempDir();
+        var doc = new byte[] { 0xEF, 0xBB, 0xBF }.Concat(Encoding.UTF8.GetBytes("""{"examples": [{"input": "q", "target": "t"}]}""")).ToArray();
+        Assert.Equal([new Example("q", "t")], ExampleFile.Load(Write(dir, doc, "bom.json"), Small));
+        Assert.Equal([new Example("a", "o"), new Example("b", "o")], ExampleFile.Load(Write(dir, "\n" + Line("a") + "\n" + Line("b") + "\n", "blank.jsonl"), Small));
     }
 
     [Fact]
