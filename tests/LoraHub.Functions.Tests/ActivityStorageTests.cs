@@ -306,12 +306,29 @@ public sealed class ActivityStorageTests(ActivityBlobHub hub) : IClassFixture<Ac
     }
 
     [Fact]
-    public async Task A_marker_removed_right_after_our_publish_is_not_published_again()
+    public async Task A_publish_in_progress_after_ours_is_left_to_finish()
     {
-        var store = new InterferingStore(hub.Store, (s, attempt) => attempt == 1 ? s.DeleteFileAsync(HubArea.Adapters, "removed/lorahub.json") : Task.CompletedTask);
+        // Another composition of the task has begun publishing: its marker is not there yet and some of its files
+        // are. It writes its marker last and owns the folder then, so ours is not published again over it.
+        var store = new InterferingStore(hub.Store, async (s, attempt) =>
+        {
+            if (attempt > 1) return;
+            await s.DeleteFileAsync(HubArea.Adapters, "removed/lorahub.json");
+            await s.WriteFileAsync(HubArea.Adapters, "removed/report.png", [4, 5, 6]);
+        });
         await Activity(store).RunAsync(Materialize("removed", BestWeights, History));
         Assert.Equal(1, store.Publishes);
         Assert.Null(await hub.Store.ReadFileAsync(HubArea.Adapters, "removed/lorahub.json"));
+        Assert.Equal(new byte[] { 4, 5, 6 }, (await hub.Store.ReadFileAsync(HubArea.Adapters, "removed/report.png"))!.Content);
+    }
+
+    [Fact]
+    public async Task A_file_deleted_by_a_concurrent_publish_is_published_again()
+    {
+        var store = new InterferingStore(hub.Store, (s, attempt) => attempt == 1 ? s.DeleteFileAsync(HubArea.Adapters, "deleted/report.png") : Task.CompletedTask);
+        await Activity(store).RunAsync(Materialize("deleted", BestWeights, History));
+        Assert.Equal(2, store.Publishes);
+        Assert.Equal(new byte[] { 0x89, (byte)'P', (byte)'N', (byte)'G' }, (await hub.Store.ReadFileAsync(HubArea.Adapters, "deleted/report.png"))!.Content[..4]);
     }
 
     [Fact]
