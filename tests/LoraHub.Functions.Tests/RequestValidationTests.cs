@@ -131,6 +131,12 @@ public sealed class RequestValidationTests : IDisposable
         Assert.Contains("t.json must hold a JSON object of settings (base, modules, k", notObject.Message);
         Assert.Equal("t.json", notObject.File);
         Assert.Null(notObject.Line);
+
+        // A key given twice is refused, not silently read as its last value.
+        var twice = Assert.Throws<RequestException>(() => CompositionSpec.ParseSettingsFile("{\"budget\": 5,\n\"budget\": 50}", "t.json"));
+        Assert.StartsWith("t.json is not valid JSON", twice.Message);
+        Assert.Contains("budget", twice.Message);
+        Assert.Equal("t.json", twice.File);
     }
 
     private async Task<LocalHubStore> HubAsync(string[] models, string[] modules)
