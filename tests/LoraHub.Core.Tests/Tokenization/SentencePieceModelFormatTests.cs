@@ -155,6 +155,20 @@ public sealed class SentencePieceModelFormatTests
     }
 
     [Fact]
+    public void Bos_and_eos_at_id_zero_count_as_present()
+    {
+        // bos_id 0 is a bos: nothing to rewrite.
+        byte[] bosAtZero = Concat(Piece("<s>", 3), Piece("<unk>", 2), Piece("</s>", 3), TrainerSpec(Int(BosId, 0), Int(UnkId, 1)));
+        Assert.Same(bosAtZero, Read(bosAtZero).TokenizerBytes);
+
+        // eos_id 0 with no bos: bos is pointed at id 0.
+        var m = Read(Concat(Piece("</s>", 3), Piece("<unk>", 2), Piece("a"), TrainerSpec(Int(BosId, -1), Int(EosId, 0), Int(UnkId, 1))));
+        Assert.Equal("</s>", m.EosPiece);
+        var again = Read(m.TokenizerBytes);
+        Assert.Equal((0, 0, 1), (again.BosId, again.EosId, again.UnkId));
+    }
+
+    [Fact]
     public void A_model_without_bos_or_eos_is_handed_on_unchanged()
     {
         byte[] original = Concat(Piece("<unk>", 2), Piece("a"), TrainerSpec(Int(BosId, -1), Int(EosId, -1)));
