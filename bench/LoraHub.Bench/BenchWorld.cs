@@ -90,6 +90,21 @@ internal static class BenchWorld
     /// <summary>Bytes held by a model's parameters.</summary>
     public static long ParameterBytes(nn.Module model) => model.parameters().Sum(p => p.numel() * p.element_size());
 
+    /// <summary>
+    /// Wall time and the process's CPU time of one call, in milliseconds: on a busy machine the CPU time counts only the
+    /// work done, not the waiting.
+    /// </summary>
+    internal static (double Wall, double Cpu) Time(Action action)
+    {
+        var process = System.Diagnostics.Process.GetCurrentProcess();
+        var cpu = process.TotalProcessorTime;
+        var sw = System.Diagnostics.Stopwatch.StartNew();
+        action();
+        var wall = sw.Elapsed.TotalMilliseconds;
+        process.Refresh();
+        return (wall, (process.TotalProcessorTime - cpu).TotalMilliseconds);
+    }
+
     internal static double Median(List<double> xs)
     {
         var s = xs.Order().ToList();

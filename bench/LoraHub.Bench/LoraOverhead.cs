@@ -41,19 +41,8 @@ public static class LoraOverhead
         var rng = new Random(7);
         var weights = Enumerable.Range(0, 20).Select(_ => rng.NextDouble() * 3 - 1.5).ToArray();
 
-        // Wall time, and the process's CPU time: on a busy machine the latter counts only the work done, not the waiting.
         void evaluate() => lossesOf();
-        var process = Process.GetCurrentProcess();
-        (double Wall, double Cpu) Time(Action action)
-        {
-            process.Refresh();
-            var cpu = process.TotalProcessorTime;
-            var sw = Stopwatch.StartNew();
-            action();
-            var wall = sw.Elapsed.TotalMilliseconds;
-            process.Refresh();
-            return (wall, (process.TotalProcessorTime - cpu).TotalMilliseconds);
-        }
+        static (double Wall, double Cpu) Time(Action action) => BenchWorld.Time(action);
         (double, double) Base()
         {
             composed.Clear();

@@ -146,16 +146,11 @@ public static class Scale
         Func<double[]> evaluate = model is ISeq2SeqModel s
             ? () => Seq2Seq.ExampleLosses(s, BenchWorld.RandomExamples(new Random(7)))
             : () => CausalLm.ExampleLosses((ICausalLanguageModel)model, BenchWorld.RandomCausalExamples(new Random(7)));
-        var process = Process.GetCurrentProcess();
-        (double Wall, double Cpu) Time(Action action)
+        // In seconds.
+        static (double Wall, double Cpu) Time(Action action)
         {
-            process.Refresh();
-            var cpu = process.TotalProcessorTime;
-            var sw = Stopwatch.StartNew();
-            action();
-            var wall = sw.Elapsed.TotalSeconds;
-            process.Refresh();
-            return (wall, (process.TotalProcessorTime - cpu).TotalSeconds);
+            var (wall, cpu) = BenchWorld.Time(action);
+            return (wall / 1000, cpu / 1000);
         }
         // Warm-up, except for a lone BF16 base evaluation: minutes long on a CPU without BF16 instructions, where one-time
         // costs do not matter.
