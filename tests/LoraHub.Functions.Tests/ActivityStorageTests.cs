@@ -36,16 +36,7 @@ public sealed class ActivityBlobHub : IAsyncLifetime
     public async Task InitializeAsync()
     {
         Azurite = new AzuriteFixture();
-        var configuration = new ConfigurationBuilder().AddInMemoryCollection(new Dictionary<string, string?>
-        {
-            ["LoraHub:Storage"] = Azurite.ConnectionString,
-            ["LoraHub:CacheRoot"] = cacheRoot,
-        }).Build();
-        var services = new ServiceCollection();
-        services.AddLogging(b => b.SetMinimumLevel(LogLevel.Warning));
-        services.AddSingleton<IFaultInjector>(Faults);
-        services.AddLoraHub(configuration);
-        Services = services.BuildServiceProvider();
+        Services = FunctionsHub.BuildServices(Azurite.ConnectionString, cacheRoot, Faults);
 
         // Published out of name order: the pool's order is the activity's, not the upload's.
         foreach (var (name, from, seed) in new[] { ("seed_b", "lora_1", 2), ("seed_a", "lora_0", 1) })

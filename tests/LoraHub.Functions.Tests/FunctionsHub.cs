@@ -54,21 +54,27 @@ public class FunctionsHub : IAsyncLifetime
         new("Name a color: ", "red"),
     ];
 
+    /// <summary>The app's services (AddLoraHub) on a test storage account and cache folder, with the test's fault injector.</summary>
+    internal static ServiceProvider BuildServices(string storage, string cacheRoot, IFaultInjector faults)
+    {
+        var configuration = new ConfigurationBuilder().AddInMemoryCollection(new Dictionary<string, string?>
+        {
+            ["LoraHub:Storage"] = storage,
+            ["LoraHub:CacheRoot"] = cacheRoot,
+        }).Build();
+        var services = new ServiceCollection();
+        services.AddLogging(b => b.SetMinimumLevel(LogLevel.Warning));
+        services.AddSingleton(faults);
+        services.AddLoraHub(configuration);
+        return services.BuildServiceProvider();
+    }
+
     public async Task InitializeAsync()
     {
         // The Durable test host's sidecar logs every gRPC call at Information to the console; keep the test output readable.
         Environment.SetEnvironmentVariable("Logging__LogLevel__Default", "Warning");
         Azurite = new AzuriteFixture();
-        var configuration = new ConfigurationBuilder().AddInMemoryCollection(new Dictionary<string, string?>
-        {
-            ["LoraHub:Storage"] = Azurite.ConnectionString,
-            ["LoraHub:CacheRoot"] = CacheRoot,
-        }).Build();
-        var services = new ServiceCollection();
-        services.AddLogging(b => b.SetMinimumLevel(LogLevel.Warning));
-        services.AddSingleton<IFaultInjector>(Faults);
-        services.AddLoraHub(configuration);
-        Services = services.BuildServiceProvider();
+        Services = BuildServices(Azurite.ConnectionString, CacheRoot, Faults);
 
         await PublishHubAsync();
         // The composition's telemetry lines are captured (Logs); other categories print warnings only.
