@@ -188,9 +188,22 @@ public sealed class CapturedLogs : ILoggerProvider
     }
 }
 
-/// <summary>Makes the next N calls of an activity throw (a worker crash, a storage hiccup).</summary>
+/// <summary>Makes the next N calls of an activity throw (a worker crash, a storage hiccup), slows it, or holds one call.</summary>
 public sealed class TestFaults : IFaultInjector
 {
+    private readonly Dictionary<string, HeldCall> held = [];
+
+    /// <summary>
+    /// Stops the next call of the activity at its start until <see cref="HeldCall.Release"/>, which makes it throw: an
+    /// activity in flight that the test controls (a terminated instance's last work) and that does nothing when let go.
+    /// </summary>
+    public HeldCall HoldNext(string activity)
+    {
+        var call = new HeldCall(activity);
+        lock (pending) held[activity] = call;
+        return call;
+    }
+
     private readonly Dictionary<string, int> pending = [];
     private readonly Dictionary<string, int> thrown = [];
 
@@ -214,6 +227,9 @@ public sealed class TestFaults : IFaultInjector
 
     public void BeforeActivity(string activity)
     {
+        HeldCall? call;
+        lock (pending) held.Remove(activity, out call);
+        call?.Wait();
         TimeSpan delay;
         lock (pending) delay = delays.GetValueOrDefault(activity);
         if (delay > TimeSpan.Zero) Thread.Sleep(delay);
@@ -224,6 +240,25 @@ public sealed class TestFaults : IFaultInjector
             thrown[activity] = thrown.GetValueOrDefault(activity) + 1;
         }
         throw new IOException($"injected fault in {activity}");
+    }
+}
+
+/// <summary>One activity call stopped at its start by <see cref="TestFaults.HoldNext"/>.</summary>
+public sealed class HeldCall(string activity)
+{
+    private readonly TaskCompletionSource reached = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private readonly ManualResetEventSlim released = new();
+
+    /// <summary>Completes when the held call has started (and is waiting).</summary>
+    public Task Reached => reached.Task;
+
+    public void Release() => released.Set();
+
+    internal void Wait()
+    {
+        reached.TrySetResult();
+        released.Wait();
+        throw new IOException($"held call of {activity} let go by the test");
     }
 }
 
