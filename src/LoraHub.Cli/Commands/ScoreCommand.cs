@@ -43,7 +43,7 @@ internal static class ScoreCommand
                 var tokenizer = ModelLoader.LoadTokenizer(dir);
                 using var composed = Common.Compose(model, moduleDirs, w, MergeModes.Parse(parse.GetValue(merge)!));
                 var tokenized = set.Select(e => model.Format.Tokenize(tokenizer, e.Input, e.Output)).ToList();
-                losses = tokenized.Chunk(parse.GetValue(batch)).SelectMany(model.ExampleLosses).ToArray();
+                losses = tokenized.Chunk(parse.GetValue(batch)).SelectMany(c => model.ExampleLosses(c)).ToArray();
             }
             // A composition that overflows gives NaN/Inf: an error saying so, never "loss NaN" with exit 0 (or a JSON crash).
             var nonFinite = losses.Select((x, i) => (Loss: x, Example: i + 1)).Where(p => !double.IsFinite(p.Loss)).ToList();

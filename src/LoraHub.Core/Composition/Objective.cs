@@ -41,7 +41,7 @@ public sealed class FewShotObjective(ComposedModel composed, IReadOnlyList<Token
         {
             Composed.SetCandidates(group);
             var rows = group.SelectMany(_ => Examples).ToList();
-            var losses = Model.ExampleLosses(rows);
+            var losses = Model.ExampleLosses(rows, group.Length);
             for (var c = 0; c < group.Length; c++)
                 results.Add(Value(losses.Skip(c * Examples.Count).Take(Examples.Count).ToArray(), group[c]));
         }

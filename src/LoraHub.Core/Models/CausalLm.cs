@@ -42,9 +42,11 @@ public static class CausalLm
     /// <summary>
     /// Each example's mean token cross-entropy over its completion (eos included), from one right-padded batch
     /// (no gradients). logits[t] predicts ids[t + 1]; prompt positions and padding are not scored.
+    /// Rows in <paramref name="groups"/> equal blocks are a grouped evaluation (one block per candidate adapter); the
+    /// examples are split into parts computed at the same time (Sequences.Losses).
     /// </summary>
-    public static double[] ExampleLosses(ICausalLanguageModel model, IReadOnlyList<CausalExample> batch) =>
-        Sequences.ToDoubles(batch.Count, () => PerExampleLoss(model, batch));
+    public static double[] ExampleLosses(ICausalLanguageModel model, IReadOnlyList<CausalExample> batch, int groups = 1) =>
+        Sequences.Losses(batch, groups, part => PerExampleLoss(model, part));
 
     /// <summary>
     /// The per-example losses [batch] as a tensor, differentiable when gradients are enabled (training uses its

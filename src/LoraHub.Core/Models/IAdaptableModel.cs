@@ -30,8 +30,11 @@ public interface IAdaptableModel : IDisposable
     /// <summary>How examples become ids for this family (prompt and target conventions).</summary>
     FewShotFormat Format { get; }
 
-    /// <summary>Each example's mean token cross-entropy over its targets, from one padded batch (no gradients).</summary>
-    double[] ExampleLosses(IReadOnlyList<TokenizedExample> batch);
+    /// <summary>
+    /// Each example's mean token cross-entropy over its targets (no gradients). Rows in <paramref name="groups"/> equal
+    /// blocks are a grouped evaluation, one block per candidate adapter (ComposedModel.SetCandidates).
+    /// </summary>
+    double[] ExampleLosses(IReadOnlyList<TokenizedExample> batch, int groups = 1);
 
     /// <summary>The per-example losses [batch] as a tensor, differentiable when gradients are enabled (training).</summary>
     Tensor PerExampleLoss(IReadOnlyList<TokenizedExample> batch);

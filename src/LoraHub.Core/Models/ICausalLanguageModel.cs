@@ -26,7 +26,7 @@ public interface ICausalLanguageModel : IAdaptableModel
     string IAdaptableModel.PeftTaskType => "CAUSAL_LM";
     IReadOnlyList<string> IAdaptableModel.DefaultLoraTargets => ["q_proj", "v_proj"];
     FewShotFormat IAdaptableModel.Format => FewShotFormat.DecoderOnly;
-    double[] IAdaptableModel.ExampleLosses(IReadOnlyList<TokenizedExample> batch) => CausalLm.ExampleLosses(this, batch.Select(CausalExample.Of).ToList());
+    double[] IAdaptableModel.ExampleLosses(IReadOnlyList<TokenizedExample> batch, int groups) => CausalLm.ExampleLosses(this, batch.Select(CausalExample.Of).ToList(), groups);
     Tensor IAdaptableModel.PerExampleLoss(IReadOnlyList<TokenizedExample> batch) => CausalLm.PerExampleLoss(this, batch.Select(CausalExample.Of).ToList());
     int[] IAdaptableModel.Greedy(int[] promptIds, int maxNewTokens, bool stopAtEos) => CausalLm.Greedy(this, promptIds, maxNewTokens, stopAtEos);
     int[][] IAdaptableModel.GreedyBatch(IReadOnlyList<int[]> prompts, int maxNewTokens) => CausalLm.GreedyBatch(this, prompts, maxNewTokens);

@@ -16,7 +16,7 @@ public interface ISeq2SeqModel : IAdaptableModel
     string IAdaptableModel.PeftTaskType => "SEQ_2_SEQ_LM";
     IReadOnlyList<string> IAdaptableModel.DefaultLoraTargets => ["q", "v"];
     FewShotFormat IAdaptableModel.Format => FewShotFormat.EncoderDecoder;
-    double[] IAdaptableModel.ExampleLosses(IReadOnlyList<TokenizedExample> batch) => Seq2Seq.ExampleLosses(this, batch);
+    double[] IAdaptableModel.ExampleLosses(IReadOnlyList<TokenizedExample> batch, int groups) => Seq2Seq.ExampleLosses(this, batch, groups);
     Tensor IAdaptableModel.PerExampleLoss(IReadOnlyList<TokenizedExample> batch) => Seq2Seq.PerExampleLoss(this, batch);
     int[] IAdaptableModel.Greedy(int[] promptIds, int maxNewTokens, bool stopAtEos) => Seq2Seq.Greedy(this, promptIds, maxNewTokens, stopAtEos);
     int[][] IAdaptableModel.GreedyBatch(IReadOnlyList<int[]> prompts, int maxNewTokens) => Seq2Seq.GreedyBatch(this, prompts, maxNewTokens);

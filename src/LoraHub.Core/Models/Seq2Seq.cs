@@ -9,9 +9,11 @@ public static class Seq2Seq
     /// <summary>
     /// Each example's mean token cross-entropy over its labels (EOS included), from one padded batch:
     /// decoder input = [start] + labels[:-1], padding masked in the encoder and ignored in the loss.
+    /// Rows in <paramref name="groups"/> equal blocks are a grouped evaluation (one block per candidate adapter); the
+    /// examples are split into parts computed at the same time (Sequences.Losses).
     /// </summary>
-    public static double[] ExampleLosses(ISeq2SeqModel model, IReadOnlyList<TokenizedExample> batch) =>
-        Sequences.ToDoubles(batch.Count, () => PerExampleLoss(model, batch));
+    public static double[] ExampleLosses(ISeq2SeqModel model, IReadOnlyList<TokenizedExample> batch, int groups = 1) =>
+        Sequences.Losses(batch, groups, part => PerExampleLoss(model, part));
 
     /// <summary>
     /// The per-example losses [batch] as a tensor, differentiable when gradients are enabled (training uses

@@ -1,3 +1,4 @@
+using LoraHub.Core.Runtime;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -40,6 +41,40 @@ internal static class Sequences
     {
         var weight = mask.to(ScalarType.Float32);
         return (nll * weight).sum(1) / weight.sum(1);
+    }
+
+    /// <summary>
+    /// Per-example losses without gradients, as doubles, with the examples split into <see cref="ForwardParts"/> run at
+    /// the same time. The rows are <paramref name="groups"/> equal blocks of the same examples (one block per candidate
+    /// in a grouped evaluation: LoraLinear gives block c adapter c); each part takes the same range of examples from
+    /// every block, so a part is again a grouped batch, and the losses come back in the rows' order.
+    /// </summary>
+    public static double[] Losses<T>(IReadOnlyList<T> rows, int groups, Func<IReadOnlyList<T>, Tensor> perExampleLoss) =>
+        Losses(rows, groups, ForwardParts.Count, perExampleLoss);
+
+    /// <summary><see cref="Losses{T}(IReadOnlyList{T}, int, Func{IReadOnlyList{T}, Tensor})"/> in at most maxParts parts.</summary>
+    internal static double[] Losses<T>(IReadOnlyList<T> rows, int groups, int maxParts, Func<IReadOnlyList<T>, Tensor> perExampleLoss)
+    {
+        if (groups < 1 || rows.Count % groups != 0)
+            throw new ArgumentException($"{rows.Count} rows are not {groups} equal groups", nameof(groups));
+        var n = rows.Count / groups;
+        var parts = Math.Min(maxParts, n);
+        if (parts <= 1) return ToDoubles(rows.Count, () => perExampleLoss(rows));
+        int Start(int p) => p * n / parts;
+        var losses = ForwardParts.Run(parts, p =>
+        {
+            var (from, to) = (Start(p), Start(p + 1));
+            var part = Enumerable.Range(0, groups).SelectMany(g => Enumerable.Range(g * n + from, to - from)).Select(i => rows[i]).ToList();
+            return ToDoubles(part.Count, () => perExampleLoss(part));
+        });
+        var all = new double[rows.Count];
+        for (var p = 0; p < parts; p++)
+        {
+            var width = Start(p + 1) - Start(p);
+            for (var g = 0; g < groups; g++)
+                Array.Copy(losses[p], g * width, all, g * n + Start(p), width);
+        }
+        return all;
     }
 
     /// <summary>Evaluates per-example losses without gradients and brings them to the host as doubles.</summary>

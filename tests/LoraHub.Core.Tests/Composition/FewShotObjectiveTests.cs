@@ -32,10 +32,10 @@ public sealed class FewShotObjectiveTests(TinyT5Fixture fx)
         public IReadOnlyList<string> DefaultLoraTargets => inner.DefaultLoraTargets;
         public string PeftTaskType => inner.PeftTaskType;
         public FewShotFormat Format => inner.Format;
-        public double[] ExampleLosses(IReadOnlyList<TokenizedExample> batch)
+        public double[] ExampleLosses(IReadOnlyList<TokenizedExample> batch, int groups = 1)
         {
             Forwards.Add(batch.Count);
-            return inner.ExampleLosses(batch);
+            return inner.ExampleLosses(batch, groups);
         }
         public Tensor PerExampleLoss(IReadOnlyList<TokenizedExample> batch) => inner.PerExampleLoss(batch);
         public int[] Greedy(int[] promptIds, int maxNewTokens, bool stopAtEos = true) => inner.Greedy(promptIds, maxNewTokens, stopAtEos);
