@@ -46,7 +46,7 @@ public static class CausalLm
     /// examples are split into parts computed at the same time (Sequences.Losses).
     /// </summary>
     public static double[] ExampleLosses(ICausalLanguageModel model, IReadOnlyList<CausalExample> batch, int groups = 1) =>
-        Sequences.Losses(batch, groups, part => PerExampleLoss(model, part));
+        Sequences.Losses(batch, groups, model.Module.parameters().First().device, part => PerExampleLoss(model, part));
 
     /// <summary>
     /// The per-example losses [batch] as a tensor, differentiable when gradients are enabled (training uses its

@@ -49,10 +49,16 @@ internal static class Sequences
     /// in a grouped evaluation: LoraLinear gives block c adapter c); each part takes the same range of examples from
     /// every block, so a part is again a grouped batch, and the losses come back in the rows' order.
     /// </summary>
-    public static double[] Losses<T>(IReadOnlyList<T> rows, int groups, Func<IReadOnlyList<T>, Tensor> perExampleLoss) =>
-        Losses(rows, groups, ForwardParts.Count, perExampleLoss);
+    public static double[] Losses<T>(IReadOnlyList<T> rows, int groups, Device device, Func<IReadOnlyList<T>, Tensor> perExampleLoss) =>
+        Losses(rows, groups, PartsOn(device), perExampleLoss);
 
-    /// <summary><see cref="Losses{T}(IReadOnlyList{T}, int, Func{IReadOnlyList{T}, Tensor})"/> in at most maxParts parts.</summary>
+    /// <summary>
+    /// Parts for a forward pass on this device: <see cref="ForwardParts.Count"/> on the CPU; one on a GPU, where the
+    /// kernels of one batch already fill the device and parts would only queue on its stream.
+    /// </summary>
+    public static int PartsOn(Device device) => device.type == DeviceType.CPU ? ForwardParts.Count : 1;
+
+    /// <summary><see cref="Losses{T}(IReadOnlyList{T}, int, Device, Func{IReadOnlyList{T}, Tensor})"/> in at most maxParts parts.</summary>
     internal static double[] Losses<T>(IReadOnlyList<T> rows, int groups, int maxParts, Func<IReadOnlyList<T>, Tensor> perExampleLoss)
     {
         if (groups < 1 || rows.Count % groups != 0)

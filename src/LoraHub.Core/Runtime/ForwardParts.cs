@@ -1,4 +1,5 @@
 using System.Collections.Concurrent;
+using System.Runtime;
 using TorchSharp;
 
 namespace LoraHub.Core.Runtime;
@@ -48,18 +49,49 @@ public static class ForwardParts
 
     /// <summary>
     /// Runs part(0) … part(parts − 1) concurrently and returns their results in order. Gradients are off in the
-    /// parts. Called from a worker (a nested split), the parts run one after another on that thread.
+    /// parts. Called from a worker (a nested split), the parts run one after another on that thread. The parts must be
+    /// pure: they are computed again when a garbage collection ran meanwhile.
     /// </summary>
+    /// <remarks>
+    /// Why no collection may run: TorchSharp passes temporary Scalars (the alpha of every <c>a + b</c>, the numbers
+    /// of <c>x * 0.5</c>) to native code by raw handle, so a collection during the call can finalize the Scalar while
+    /// libtorch reads it. Workers that allocate make collections during other workers' native calls likely (the
+    /// contention bench failed with "Expected false to be true … toFloat" twice in ~30 compositions). So the parts run
+    /// in a no-GC region, and results computed while a collection happened anyway are not trusted.
+    /// </remarks>
     public static T[] Run<T>(int parts, Func<int, T> part)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(parts, 1);
-        var results = new T[parts];
-        if (parts == 1 || onWorker)
+        if (parts == 1 || onWorker) return Serial(parts, part);
+        var pool = Workers(Math.Min(parts, 16));
+        for (var attempt = 1; ; attempt++)
         {
-            for (var i = 0; i < parts; i++) results[i] = part(i);
+            T[] results;
+            Exception?[] errors;
+            bool disturbed;
+            using (NoCollections.Enter()) // starting the region may collect first: count from inside it
+            {
+                var collections = GC.CollectionCount(0);
+                (results, errors) = Attempt(pool, parts, part);
+                disturbed = GC.CollectionCount(0) != collections;
+            }
+            // Computed again on the same workers (the same numbers as an undisturbed run); a third disturbed run is
+            // accepted, as a one-batch evaluation accepts the same race from any other thread that allocates.
+            if (disturbed && attempt < 3)
+            {
+                Interlocked.Increment(ref recomputed);
+                continue;
+            }
+            // The first part's error, as the caller would have seen it running the batch itself.
+            foreach (var e in errors)
+                if (e is not null) System.Runtime.ExceptionServices.ExceptionDispatchInfo.Capture(e).Throw();
             return results;
         }
-        var pool = Workers(Math.Min(parts, 16));
+    }
+
+    private static (T[] Results, Exception?[] Errors) Attempt<T>(List<Worker> pool, int parts, Func<int, T> part)
+    {
+        var results = new T[parts];
         var errors = new Exception?[parts];
         using var done = new CountdownEvent(parts);
         for (var i = 0; i < parts; i++)
@@ -83,10 +115,73 @@ public static class ForwardParts
             });
         }
         done.Wait();
-        // The first part's error, as the caller would have seen it running the batch itself.
-        foreach (var e in errors)
-            if (e is not null) System.Runtime.ExceptionServices.ExceptionDispatchInfo.Capture(e).Throw();
+        return (results, errors);
+    }
+
+    private static long recomputed;
+
+    /// <summary>How many split runs were computed again because a garbage collection ran during them (for benches and tests).</summary>
+    public static long Recomputed => Interlocked.Read(ref recomputed);
+
+    private static T[] Serial<T>(int parts, Func<int, T> part)
+    {
+        var results = new T[parts];
+        for (var i = 0; i < parts; i++) results[i] = part(i);
         return results;
+    }
+
+    /// <summary>A process-wide no-GC region held while any split run is in flight (counted: runs may overlap).</summary>
+    private static class NoCollections
+    {
+        // Managed allocation of a forward pass is small (tensor wrappers: ~100 bytes per op); this leaves room for the
+        // rest of the process (a Functions host's threads) during one evaluation.
+        private const long Budget = 64L << 20;
+        private static readonly object Lock = new();
+        private static int holders;
+        private static bool started;
+
+        public static IDisposable Enter()
+        {
+            lock (Lock)
+            {
+                if (holders++ == 0)
+                {
+                    try
+                    {
+                        started = GCSettings.LatencyMode != GCLatencyMode.NoGCRegion && GC.TryStartNoGCRegion(Budget, disallowFullBlockingGC: true);
+                    }
+                    catch (Exception e) when (e is InvalidOperationException or ArgumentOutOfRangeException)
+                    {
+                        started = false; // another no-GC region, or a budget this GC cannot give: the collection check still guards
+                    }
+                }
+            }
+            return new Leave();
+        }
+
+        private sealed class Leave : IDisposable
+        {
+            private bool left;
+
+            public void Dispose()
+            {
+                if (left) return;
+                left = true;
+                lock (Lock)
+                {
+                    if (--holders > 0 || !started) return;
+                    started = false;
+                    try
+                    {
+                        if (GCSettings.LatencyMode == GCLatencyMode.NoGCRegion) GC.EndNoGCRegion();
+                    }
+                    catch (InvalidOperationException)
+                    {
+                        // The region already ended with a collection (the budget ran out); the caller recomputes.
+                    }
+                }
+            }
+        }
     }
 
     private static List<Worker> Workers(int parts)

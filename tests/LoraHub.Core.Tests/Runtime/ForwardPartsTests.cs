@@ -97,6 +97,22 @@ public sealed class ForwardPartsTests
         Assert.Equal([0, 1, 2], nested[1].Select(x => x.i));
     }
 
+    [Fact]
+    public void A_run_during_which_a_garbage_collection_ran_is_computed_again()
+    {
+        // A collection can finalize a temporary Scalar that libtorch is still reading: such results are not kept.
+        var calls = new int[3];
+        var before = ForwardParts.Recomputed;
+        var results = ForwardParts.Run(3, i =>
+        {
+            if (Interlocked.Increment(ref calls[i]) == 1 && i == 1) GC.Collect();
+            return i * 10;
+        });
+        Assert.Equal([0, 10, 20], results);
+        Assert.Equal([2, 2, 2], calls);
+        Assert.True(ForwardParts.Recomputed > before);
+    }
+
     [Theory]
     [InlineData(null, ForwardParts.DefaultCount)]
     [InlineData("1", 1)]
