@@ -22,6 +22,7 @@ public class SafeTensorsEdgeTests
     [InlineData("{\"w\": {\"dtype\": \"F32\", \"shape\": [1], \"data_offsets\": {\"0\": 4}}}", 4, "tensor 'w'", "'data_offsets'")]
     [InlineData("{\"w\": {\"dtype\": \"F32\", \"shape\": [1], \"data_offsets\": [-4, 0]}}", 4, "tensor 'w'", "'data_offsets'")]
     [InlineData("{\"w\": {\"dtype\": \"F32\", \"shape\": [1], \"data_offsets\": [0, \"4\"]}}", 4, "tensor 'w'", "'data_offsets'")]
+    [InlineData("{\"w\": {\"dtype\": \"F32\", \"shape\": [2], \"data_offsets\": [4, 8]}}", 8, "tensor 'w'", "needs 8 bytes", "[4, 8] hold 4")]
     [InlineData("{\"__metadata__\": [1]}", 0, "__metadata__", "not an object")]
     [InlineData("{\"__metadata__\": {\"a\": \"1\"}, \"__metadata__\": {\"a\": \"2\"}}", 0, "__metadata__", "twice")]
     [InlineData("{\"__metadata__\": {\"a\": \"1\", \"a\": \"2\"}}", 0, "__metadata__", "'a'", "twice")]
@@ -32,6 +33,18 @@ public class SafeTensorsEdgeTests
         RawSafetensors.Write(path, header, dataBytes);
         TensorAssert.Throws(path, () => SafeTensors.Load(path), expected);
         TensorAssert.Throws(path, () => SafeTensors.ReadMetadata(path), expected);
+    }
+
+    [Fact]
+    public void The_content_sniff_wants_the_whole_header_inside_the_file()
+    {
+        // 8-byte length 2, then "{}": exactly 10 bytes is a (tensorless) safetensors file; 9 bytes cannot hold it.
+        byte[] head = [2, 0, 0, 0, 0, 0, 0, 0, (byte)'{', (byte)'}'];
+        Assert.True(SafeTensors.LooksLikeSafetensors(head, fileLength: 10));
+        Assert.False(SafeTensors.LooksLikeSafetensors(head, fileLength: 9));
+        Assert.False(SafeTensors.LooksLikeSafetensors(head[..8], fileLength: 10));
+        head[8] = (byte)'[';
+        Assert.False(SafeTensors.LooksLikeSafetensors(head, fileLength: 10));
     }
 
     [Fact]
