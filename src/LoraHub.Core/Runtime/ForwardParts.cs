@@ -8,8 +8,8 @@ namespace LoraHub.Core.Runtime;
 /// Runs the parts of a no-grad forward pass (disjoint sets of examples) at the same time, each on its own dedicated
 /// thread computing with its share of libtorch's threads (one on a 2-core machine).
 /// Why: with OMP_WAIT_POLICY=PASSIVE (<see cref="TorchStartup"/>) every parallel region wakes a sleeping OpenMP thread,
-/// which on a small VM costs 50–100 µs and doubled mid-size products and element-wise ops (docs/scale.md); two halves
-/// of a batch on one thread each never wake anyone, do not spin, and on a busy CPU only the part that lost its core waits.
+/// which on a small VM costs 50–100 µs and doubled mid-size products and element-wise ops (docs/scale.md); parts of a
+/// batch on one thread each never wake anyone, do not spin, and on a busy CPU only the part that lost its core waits.
 /// The split is the caller's and does not depend on the machine, so the same inputs give the same numbers everywhere
 /// the kernels do.
 /// </summary>
