@@ -63,6 +63,28 @@ public sealed class SentencePieceModelFormatTests
         Assert.Equal("nmt_nfkc", m.NormalizerName);
     }
 
+    [Theory]
+    [InlineData(127)]
+    [InlineData(128)] // the first id whose varint takes two bytes
+    [InlineData(16383)]
+    [InlineData(16384)]
+    public void The_bos_alias_is_written_as_a_varint_the_reader_reads_back_at_every_length(int eosId)
+    {
+        // No BOS, EOS at eosId: the bytes for Microsoft.ML.Tokenizers get bos_id = eosId written by our own encoder.
+        var pieces = Enumerable.Range(0, eosId + 1).Select(i => i switch { 0 => Piece("<unk>", 2), _ when i == eosId => Piece("</s>", 3), _ => Piece($"p{i}") });
+        byte[] model = Concat([.. pieces, TrainerSpec(Int(UnkId, 0), Int(BosId, -1), Int(EosId, eosId))]);
+
+        var m = Read(model);
+        var patched = Read(m.TokenizerBytes);
+
+        Assert.Equal((-1, eosId), (m.BosId, m.EosId));
+        Assert.Equal((eosId, eosId, 0), (patched.BosId, patched.EosId, patched.UnkId));
+        Assert.Equal(m.Pieces, patched.Pieces);
+        var spec = Fields(Fields(m.TokenizerBytes).Single(f => f.Number == 2).Payload);
+        Assert.Equal((ulong)eosId, spec.Single(f => f.Number == BosId).Value);
+        Assert.Equal("</s>"u8.ToArray(), spec.Single(f => f.Number == BosPiece).Payload);
+    }
+
     [Fact]
     public void Fields_of_an_unexpected_wire_type_are_skipped_not_misread()
     {
