@@ -124,6 +124,45 @@ public sealed class ModelFolderTests
             Refused(() => ModelLoader.LoadCausal(wide)));
     }
 
+    [Theory]
+    [InlineData("num_layers", 3, "the checkpoint is missing 'encoder.block.2.layer.0.SelfAttention.q.weight' (num_heads * d_kv x d_model, in the last of num_layers)")]
+    [InlineData("num_decoder_layers", 3, "the checkpoint is missing 'decoder.block.2.layer.0.SelfAttention.q.weight' (num_heads * d_kv x d_model, in the last of num_decoder_layers)")]
+    [InlineData("d_ff", 96, "config.json implies 'encoder.block.1.layer.1.DenseReluDense.wi_0.weight' of shape [96, 64] (d_ff x d_model, in the last of num_layers) but the checkpoint has [128, 64]")]
+    [InlineData("d_kv", 8, "config.json implies 'encoder.block.0.layer.0.SelfAttention.q.weight' of shape [32, 64] (num_heads * d_kv x d_model, in block 0) but the checkpoint has [64, 64]")]
+    [InlineData("relative_attention_num_buckets", 16, "config.json implies 'encoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight' of shape [16, 4] (relative_attention_num_buckets x num_heads) but the checkpoint has [32, 4]")]
+    [InlineData("vocab_size", 32000, "config.json implies 'shared.weight' of shape [32000, 64] (vocab_size x d_model) but the checkpoint has [32128, 64]")]
+    public void A_t5_checkpoint_the_config_does_not_describe_is_refused_naming_the_tensor_and_the_sizes(string field, int value, string problem)
+    {
+        using var dir = new Fixtures.TempDir();
+        var path = Copy(Path.Combine(Fixtures.T5, "tiny-t5"), dir, c => c[field] = value);
+        var message = Refused(() => ModelLoader.LoadSeq2Seq(path));
+        Assert.StartsWith($"{Path.Combine(path, "config.json")}: {problem}", message);
+    }
+
+    [Fact]
+    public void A_t5_checkpoint_without_the_untied_head_or_the_last_decoder_projection_is_named()
+    {
+        foreach (var (tensor, because) in new[]
+        {
+            ("lm_head.weight", "vocab_size x d_model (tie_word_embeddings is false)"),
+            ("decoder.block.1.layer.2.DenseReluDense.wo.weight", "d_model x d_ff, in the last of num_decoder_layers"),
+            ("encoder.block.1.layer.1.DenseReluDense.wi_0.weight", "d_ff x d_model, in the last of num_layers"),
+        })
+        {
+            using var dir = new Fixtures.TempDir();
+            var path = Copy(Path.Combine(Fixtures.T5, "tiny-t5"), dir);
+            var weights = Path.Combine(path, "model.safetensors");
+            var tensors = SafeTensors.Load(weights);
+            tensors.Remove(tensor, out var removed);
+            removed!.Dispose();
+            SafeTensors.Save(weights, tensors);
+            foreach (var t in tensors.Values) t.Dispose();
+            Assert.Equal(
+                $"{Path.Combine(path, "config.json")}: the checkpoint is missing '{tensor}' ({because}); config.json does not describe this checkpoint",
+                Refused(() => ModelLoader.LoadSeq2Seq(path)));
+        }
+    }
+
     [Fact]
     public void A_checkpoint_without_a_head_the_config_asks_for_is_named()
     {
