@@ -7,6 +7,9 @@
 #   MUTATION_TESTS='FullyQualifiedName~.Lora.'  the tests Stryker runs (overrides the config's test-case-filter);
 #                                               with perTest coverage each mutant runs only the tests that reach it.
 #   MUTATION_CONCURRENCY=2                       test processes in parallel (default 1: the machine is shared).
+#   MUTATION_TEST_PROJECT=tests/LoraHub.Experiments.Tests
+#                                               run another project's tests against the same source project
+#                                               (CharTokenizer's tests live beside the toy worlds that use it).
 # Settings common to every run are in tests/<Project>/stryker-config.json. Reports (HTML + JSON) go to
 # .mutation/<project>/<time>-<files>/reports/; the score and wall time are printed and appended to .mutation/runs.tsv.
 set -euo pipefail
@@ -39,10 +42,12 @@ case "$which" in
   *) echo "mutation.sh: unknown project '$which' (core, functions or storage)" >&2; exit 2 ;;
 esac
 if [ "$which" != core ]; then bash scripts/azurite.sh install; fi
+config="$root/$tests/stryker-config.json"
+tests="${MUTATION_TEST_PROJECT:-$tests}"
 
 dotnet tool restore >/dev/null
 
-args=(--config-file stryker-config.json --skip-version-check --concurrency "${MUTATION_CONCURRENCY:-1}")
+args=(--config-file "$config" --skip-version-check --concurrency "${MUTATION_CONCURRENCY:-1}")
 label=default
 if [ $# -gt 0 ]; then
   label=$(printf '%s+' "$@" | tr '/*' '_x' | cut -c1-60)
