@@ -163,6 +163,67 @@ public sealed class ModelFolderTests
         }
     }
 
+    [Theory]
+    [InlineData("vocab_size", 32001, "config.json implies 'model.embed_tokens.weight' of shape [32001, 64] (vocab_size x hidden_size) but the checkpoint has [32000, 64]")]
+    [InlineData("head_dim", 8, "config.json implies 'model.layers.0.self_attn.q_proj.weight' of shape [32, 64] (num_attention_heads * head_dim x hidden_size, in layer 0) but the checkpoint has [64, 64]")]
+    [InlineData("num_key_value_heads", 4, "config.json implies 'model.layers.0.self_attn.k_proj.weight' of shape [64, 64] (num_key_value_heads * head_dim x hidden_size, in layer 0) but the checkpoint has [32, 64]")]
+    [InlineData("num_key_value_heads", 1, "config.json implies 'model.layers.0.self_attn.k_proj.weight' of shape [16, 64] (num_key_value_heads * head_dim x hidden_size, in layer 0) but the checkpoint has [32, 64]")]
+    public void A_decoder_checkpoint_the_config_does_not_describe_is_refused_naming_the_tensor_and_the_sizes(string field, int value, string problem)
+    {
+        using var dir = new Fixtures.TempDir();
+        var path = Copy(TinyLlama, dir, c => c[field] = value);
+        Assert.Equal($"{Path.Combine(path, "config.json")}: {problem}", Refused(() => ModelLoader.LoadCausal(path)));
+    }
+
+    [Fact]
+    public void A_decoder_checkpoint_without_the_embedding_or_a_last_layer_projection_is_named()
+    {
+        foreach (var (tensor, because) in new[]
+        {
+            ("model.embed_tokens.weight", "vocab_size x hidden_size"),
+            ("model.layers.1.self_attn.k_proj.weight", "num_key_value_heads * head_dim x hidden_size, in the last of num_hidden_layers"),
+            ("model.layers.1.mlp.up_proj.weight", "intermediate_size x hidden_size, in the last of num_hidden_layers"),
+            ("model.layers.0.self_attn.k_proj.weight", "num_key_value_heads * head_dim x hidden_size, in layer 0"),
+        })
+        {
+            using var dir = new Fixtures.TempDir();
+            var path = Copy(TinyLlama, dir);
+            var weights = Path.Combine(path, "model.safetensors");
+            var tensors = SafeTensors.Load(weights);
+            tensors.Remove(tensor, out var removed);
+            removed!.Dispose();
+            SafeTensors.Save(weights, tensors);
+            foreach (var t in tensors.Values) t.Dispose();
+            Assert.Equal(
+                $"{Path.Combine(path, "config.json")}: the checkpoint is missing '{tensor}' ({because}); config.json does not describe this checkpoint",
+                Refused(() => ModelLoader.LoadCausal(path)));
+        }
+    }
+
+    [Fact]
+    public void A_layer_missing_in_the_middle_is_named_as_absent_beside_the_missing_tensors()
+    {
+        // Three layers in config.json, a checkpoint holding layers 0 and 2 (the preflight's first and last) and no
+        // final norm: every missing tensor counts, only the numbered block with nothing in it is called absent.
+        using var dir = new Fixtures.TempDir();
+        var path = Copy(TinyLlama, dir, c => c["num_hidden_layers"] = 3);
+        var weights = Path.Combine(path, "model.safetensors");
+        var tensors = SafeTensors.Load(weights);
+        foreach (var key in tensors.Keys.Where(k => k.StartsWith("model.layers.1.", StringComparison.Ordinal)).ToList())
+        {
+            tensors.Remove(key, out var moved);
+            tensors["model.layers.2." + key["model.layers.1.".Length..]] = moved!;
+        }
+        tensors.Remove("model.norm.weight", out var norm);
+        norm!.Dispose();
+        SafeTensors.Save(weights, tensors);
+        foreach (var t in tensors.Values) t.Dispose();
+
+        var message = Refused(() => ModelLoader.LoadCausal(path));
+        Assert.StartsWith($"{path}: checkpoint is missing 10 tensor(s): model.layers.1.", message);
+        Assert.EndsWith(", ... (layer(s) absent: model.layers.1)", message);
+    }
+
     [Fact]
     public void A_checkpoint_without_a_head_the_config_asks_for_is_named()
     {
