@@ -51,6 +51,7 @@ public static class ExampleFile
     {
         if (!File.Exists(path)) throw new ExampleFormatException($"{path}: examples file does not exist");
         limits ??= ExampleLimits.Default;
+        // Stryker disable once Bitwise : a buffer size (0 = unbuffered): the same bytes, speed only
         using var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 16);
         // A BBH task file is one JSON document {"examples": [...]}: read it whole when it is of a sane size. JSON lines
         // (whose first line is a complete value without "examples") are streamed, never read whole.

@@ -124,6 +124,7 @@ public sealed class ComposedModel : IDisposable
         Rank = mode == MergeMode.LoraHub ? modules[0].Rank : modules.Sum(m => m.Rank);
         scales = modules.Select(m => m.Config.Scale).ToArray();
 
+        // Stryker disable once Linq : a model always has parameters (First and FirstOrDefault agree)
         device = model.Module.parameters().First().device;
         var layers = modules.SelectMany(m => m.Layers.Keys).Distinct().Order(StringComparer.Ordinal)
             .Select(path => (Path: path, Layer: LoraInjector.Wrap(model.Module, path))).ToList();

@@ -24,6 +24,7 @@ public sealed class MergedAdapter(int rank, double loraAlpha, bool useRslora, IR
     /// </summary>
     public void Save(string directory, string baseModelNameOrPath)
     {
+        // Stryker disable once Statement : equivalent, SafeTensors.Save (next) creates the folder itself
         Directory.CreateDirectory(directory);
         var tensors = new Dictionary<string, Tensor>();
         foreach (var (path, (a, b)) in Layers)

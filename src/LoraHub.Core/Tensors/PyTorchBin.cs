@@ -45,6 +45,7 @@ public static class PyTorchBin
     /// <summary>Opens an archive and validates its pickle, storages and views; data is read later.</summary>
     internal static Archive Open(string path)
     {
+        // Stryker disable once Statement : every supported host is little-endian; the check is for the others
         TensorIO.EnsureLittleEndianHost();
         var fullPath = Path.GetFullPath(path);
         if (!File.Exists(fullPath)) throw new TensorFileException(fullPath, "file not found");
@@ -76,6 +77,7 @@ public static class PyTorchBin
 
     private static ZipArchive OpenZip(string fullPath)
     {
+        // Stryker disable once Bitwise : a buffer size (0 = unbuffered): the same bytes, speed only
         var stream = new FileStream(fullPath, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 16);
         try
         {
