@@ -7,6 +7,11 @@
 #   MUTATION_TESTS='FullyQualifiedName~.Lora.'  the tests Stryker runs (overrides the config's test-case-filter);
 #                                               with perTest coverage each mutant runs only the tests that reach it.
 #   MUTATION_CONCURRENCY=2                       test processes in parallel (default 1: the machine is shared).
+#   MUTATION_COVERAGE=all                        every mutant runs every selected test (default perTest: only the
+#                                               tests that reached it). Use it for code behind a process-wide
+#                                               cache (the tokenizers): perTest credits the cached object's
+#                                               construction to the one test that built it first, so mutants
+#                                               there "survive" tests that would kill them.
 #   MUTATION_TEST_PROJECT=tests/LoraHub.Experiments.Tests
 #                                               run another project's tests against the same source project
 #                                               (CharTokenizer's tests live beside the toy worlds that use it).
@@ -48,6 +53,7 @@ tests="${MUTATION_TEST_PROJECT:-$tests}"
 dotnet tool restore >/dev/null
 
 args=(--config-file "$config" --skip-version-check --concurrency "${MUTATION_CONCURRENCY:-1}")
+if [ -n "${MUTATION_COVERAGE:-}" ]; then args+=(--coverage-analysis "$MUTATION_COVERAGE"); fi
 label=default
 if [ $# -gt 0 ]; then
   label=$(printf '%s+' "$@" | tr '/*' '_x' | cut -c1-60)
