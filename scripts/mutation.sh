@@ -53,7 +53,6 @@ tests="${MUTATION_TEST_PROJECT:-$tests}"
 dotnet tool restore >/dev/null
 
 args=(--config-file "$config" --skip-version-check --concurrency "${MUTATION_CONCURRENCY:-1}")
-if [ -n "${MUTATION_COVERAGE:-}" ]; then args+=(--coverage-analysis "$MUTATION_COVERAGE"); fi
 label=default
 if [ $# -gt 0 ]; then
   label=$(printf '%s+' "$@" | tr '/*' '_x' | cut -c1-60)
@@ -68,6 +67,16 @@ if [ -n "${MUTATION_TESTS:-}" ]; then args+=(--test-case-filter "$MUTATION_TESTS
 stamp=$(date -u +%Y%m%dT%H%M%SZ)
 out="$root/.mutation/$which/$stamp-$label"
 mkdir -p "$out"
+if [ -n "${MUTATION_COVERAGE:-}" ]; then
+  # coverage-analysis is a config setting only (no command line option): run from a copy that changes it.
+  python3 - "$config" "$out/stryker-config.json" "$MUTATION_COVERAGE" <<'PY'
+import json, sys
+config = json.load(open(sys.argv[1]))
+config["stryker-config"]["coverage-analysis"] = sys.argv[3]
+json.dump(config, open(sys.argv[2], "w"), indent=2)
+PY
+  args[1]="$out/stryker-config.json"
+fi
 start=$(date +%s)
 status=0
 (cd "$tests" && dotnet stryker "${args[@]}" --output "$out") || status=$?
