@@ -61,6 +61,32 @@ public sealed class LlamaTokenizerTests
     }
 
     [Fact]
+    public void Special_tokens_split_the_text_wherever_they_stand_and_each_part_is_encoded_alone()
+    {
+        // HF's legacy slow tokenizer: the text is cut at special tokens and each part gets its own dummy prefix.
+        int[] Bare(string text) => [.. Tokenizer.Encode(text, addSpecialTokens: false).Ids];
+        Assert.Equal([15043], Bare("Hello"));
+        Assert.Equal([1, 15043], Bare("<s>Hello"));
+        Assert.Equal([1, 2, 0], Bare("<s></s><unk>"));
+        Assert.Equal([.. Bare("a<b"), 2, .. Bare("c")], Bare("a<b</s>c"));
+        Assert.Equal([.. Bare("x"), 2, .. Bare("<")], Bare("x</s><"));
+        Assert.Equal([.. Bare("<"), 1, 15043], Bare("<<s>Hello"));
+        Assert.Equal([1, .. Bare("<"), 2], Tokenizer.Encode("<</s>").Ids);
+
+        var e = Tokenizer.Encode("<s>Hello</s>a<b", addSpecialTokens: false);
+        Assert.Equal(["<s>", "\u2581Hello", "</s>", .. Tokenizer.Encode("a<b", false).Pieces], e.Pieces);
+    }
+
+    [Fact]
+    public void Null_or_blank_arguments_are_argument_errors()
+    {
+        Assert.Throws<ArgumentNullException>(() => Tokenizer.Encode(null!));
+        Assert.Throws<ArgumentNullException>(() => Tokenizer.Decode(null!));
+        Assert.ThrowsAny<ArgumentException>(() => LlamaTokenizer.Load("  "));
+        Assert.ThrowsAny<ArgumentException>(() => LlamaTokenizer.Load(null!));
+    }
+
+    [Fact]
     public void Special_tokens_written_in_the_text_map_to_their_ids()
     {
         var ids = Tokenizer.Encode("Hello</s>", addSpecialTokens: false).Ids;

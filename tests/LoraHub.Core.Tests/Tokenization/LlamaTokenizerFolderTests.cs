@@ -61,6 +61,11 @@ public sealed class LlamaTokenizerFolderTests
         // -1 means "no pad": the model has none either, so padding uses id 0; bos and eos are the model's.
         Assert.Equal((1, 2, 0), (none.BosToken, none.EosId, none.PadId));
         Assert.Equal([1, 15043], none.Encode("Hello").Ids);
+
+        // Id 0 is a piece like any other (here <unk> as eos); only -1 means none.
+        using var zero = new Fixtures.TempDir();
+        var z = Folder(zero, ("config.json", """{"eos_token_id": 0, "pad_token_id": 0}"""));
+        Assert.Equal((1, 0, 0), (z.BosToken, z.EosId, z.PadId));
     }
 
     [Theory]
@@ -122,6 +127,11 @@ public sealed class LlamaTokenizerFolderTests
         Assert.Null(t.BosToken);
         Assert.False(t.AddBos);
         Assert.Equal([15043], t.Encode("Hello").Ids);
+
+        // A pad the model itself names is used for padding (and is not a special token of the text).
+        using var withPad = new Fixtures.TempDir();
+        File.WriteAllBytes(withPad["tokenizer.model"], AppendToTrainerSpec(model, Int(43, 3)));
+        Assert.Equal(3, LlamaTokenizer.Load(withPad.Path).PadId);
 
         using var noEos = new Fixtures.TempDir();
         File.WriteAllBytes(noEos["tokenizer.model"], AppendToTrainerSpec(model, Int(42, -1)));

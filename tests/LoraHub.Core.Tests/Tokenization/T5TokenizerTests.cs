@@ -149,6 +149,28 @@ public sealed class T5TokenizerTests : IDisposable
     }
 
     [Fact]
+    public void A_lone_angle_bracket_does_not_stop_the_search_for_special_tokens_after_it()
+    {
+        T5Tokenizer t = Tokenizer;
+        int[] Bare(string text) => [.. t.Encode(text, addSpecialTokens: false).Ids];
+
+        Assert.Equal([.. Bare("a<b"), t.ExtraId(0), .. Bare("c")], Bare("a<b<extra_id_0>c"));
+        Assert.Equal([.. Bare("x <"), 1, .. Bare("<")], Bare("x <</s><"));
+        Assert.Equal([.. Bare("<"), t.ExtraId(1)], Bare("<<extra_id_1>"));
+        Encoding e = t.Encode("a<b</s>c", addSpecialTokens: false);
+        Assert.Equal([.. t.Encode("a<b", false).Pieces, "</s>", .. t.Encode("c", false).Pieces], e.Pieces);
+    }
+
+    [Fact]
+    public void Null_text_or_ids_are_argument_errors_and_a_bad_id_names_the_valid_range()
+    {
+        Assert.Throws<ArgumentNullException>(() => Tokenizer.Encode(null!));
+        Assert.Throws<ArgumentNullException>(() => Tokenizer.Decode(null!));
+        ArgumentException e = Assert.Throws<ArgumentException>(() => Tokenizer.Decode([32100]));
+        Assert.Equal("Token id 32100 is outside the T5 vocabulary (valid ids are 0..32099). (Parameter 'ids')", e.Message);
+    }
+
+    [Fact]
     public void Encode_without_special_tokens_has_no_eos()
     {
         T5Tokenizer t = Tokenizer;
@@ -234,7 +256,7 @@ public sealed class T5TokenizerTests : IDisposable
     {
         string path = Path.Combine(_tempDir, "nope", "spiece.model");
         TokenizerException e = Assert.Throws<TokenizerException>(() => T5Tokenizer.Load(path));
-        Assert.Contains(path, e.Message, StringComparison.Ordinal);
+        Assert.Equal($"Tokenizer model '{path}' not found.", e.Message);
         Assert.Equal(path, e.FilePath);
     }
 
@@ -242,7 +264,9 @@ public sealed class T5TokenizerTests : IDisposable
     public void Directory_without_spiece_model_throws_naming_the_file()
     {
         TokenizerException e = Assert.Throws<TokenizerException>(() => T5Tokenizer.Load(_tempDir));
-        Assert.Contains(Path.Combine(_tempDir, "spiece.model"), e.Message, StringComparison.Ordinal);
+        string model = Path.Combine(_tempDir, "spiece.model");
+        Assert.Equal($"Tokenizer model '{model}' not found: the directory '{_tempDir}' has no spiece.model.", e.Message);
+        Assert.Equal(model, e.FilePath);
     }
 
     [Fact]
