@@ -290,8 +290,10 @@ public sealed class ActivityStorageTests(ActivityBlobHub hub) : IClassFixture<Ac
         // files, so ours is not published again over it.
         var theirs = Encoding.UTF8.GetBytes("""{"format": "lorahub.net/composition@1", "weights": [9]}""");
         var store = new InterferingStore(hub.Store, (s, attempt) => attempt == 1 ? s.WriteFileAsync(HubArea.Adapters, "owned/lorahub.json", theirs) : Task.CompletedTask);
-        var result = await Activity(store).RunAsync(Materialize("owned", BestWeights, History));
+        var log = new Warnings();
+        var result = await Activity(store, log).RunAsync(Materialize("owned", BestWeights, History));
         Assert.Equal(1, store.Publishes);
+        Assert.Equal(["adapters/owned was published again by another composition of the task, which owns it now"], log.Lines);
         Assert.Equal("adapters/owned", result.Path);
         Assert.Equal(theirs, (await hub.Store.ReadFileAsync(HubArea.Adapters, "owned/lorahub.json"))!.Content);
     }
@@ -307,8 +309,10 @@ public sealed class ActivityStorageTests(ActivityBlobHub hub) : IClassFixture<Ac
             await s.DeleteFileAsync(HubArea.Adapters, "removed/lorahub.json");
             await s.WriteFileAsync(HubArea.Adapters, "removed/report.png", [4, 5, 6]);
         });
-        await Activity(store).RunAsync(Materialize("removed", BestWeights, History));
+        var log = new Warnings();
+        await Activity(store, log).RunAsync(Materialize("removed", BestWeights, History));
         Assert.Equal(1, store.Publishes);
+        Assert.Equal(["adapters/removed was published again by another composition of the task, which owns it now"], log.Lines);
         Assert.Null(await hub.Store.ReadFileAsync(HubArea.Adapters, "removed/lorahub.json"));
         Assert.Equal(new byte[] { 4, 5, 6 }, (await hub.Store.ReadFileAsync(HubArea.Adapters, "removed/report.png"))!.Content);
     }
@@ -317,8 +321,10 @@ public sealed class ActivityStorageTests(ActivityBlobHub hub) : IClassFixture<Ac
     public async Task A_file_deleted_by_a_concurrent_publish_is_published_again()
     {
         var store = new InterferingStore(hub.Store, (s, attempt) => attempt == 1 ? s.DeleteFileAsync(HubArea.Adapters, "deleted/report.png") : Task.CompletedTask);
-        await Activity(store).RunAsync(Materialize("deleted", BestWeights, History));
+        var log = new Warnings();
+        await Activity(store, log).RunAsync(Materialize("deleted", BestWeights, History));
         Assert.Equal(2, store.Publishes);
+        Assert.Equal(["adapters/deleted: report.png were overwritten by a concurrent publish; publishing again"], log.Lines);
         Assert.Equal(new byte[] { 0x89, (byte)'P', (byte)'N', (byte)'G' }, (await hub.Store.ReadFileAsync(HubArea.Adapters, "deleted/report.png"))!.Content[..4]);
     }
 
@@ -326,9 +332,11 @@ public sealed class ActivityStorageTests(ActivityBlobHub hub) : IClassFixture<Ac
     public async Task A_file_overwritten_on_every_publish_fails_after_three_attempts_naming_the_file()
     {
         var store = new InterferingStore(hub.Store, (s, _) => s.WriteFileAsync(HubArea.Adapters, "contested/report.png", [1, 2, 3]));
-        var e = await Assert.ThrowsAsync<IOException>(() => Activity(store).RunAsync(Materialize("contested", BestWeights, History)));
+        var log = new Warnings();
+        var e = await Assert.ThrowsAsync<IOException>(() => Activity(store, log).RunAsync(Materialize("contested", BestWeights, History)));
         Assert.Equal("adapters/contested: report.png kept being overwritten by another publish", e.Message);
         Assert.Equal(3, store.Publishes);
+        Assert.Equal(Enumerable.Repeat("adapters/contested: report.png were overwritten by a concurrent publish; publishing again", 2), log.Lines);
     }
 
     [Fact]
@@ -342,8 +350,20 @@ public sealed class ActivityStorageTests(ActivityBlobHub hub) : IClassFixture<Ac
         Assert.Equal(4, config["r"]!.GetValue<int>());
     }
 
-    private MaterializeAdapter Activity(IHubStore store) =>
-        new(hub.Services.GetRequiredService<EngineCache>(), store, new NoFaults(), NullLogger<MaterializeAdapter>.Instance);
+    private MaterializeAdapter Activity(IHubStore store, ILogger<MaterializeAdapter>? log = null) =>
+        new(hub.Services.GetRequiredService<EngineCache>(), store, new NoFaults(), log ?? NullLogger<MaterializeAdapter>.Instance);
+
+    /// <summary>The warnings an activity logged, as an operator reads them.</summary>
+    private sealed class Warnings : ILogger<MaterializeAdapter>
+    {
+        public List<string> Lines { get; } = [];
+        public IDisposable? BeginScope<TState>(TState state) where TState : notnull => null;
+        public bool IsEnabled(LogLevel logLevel) => true;
+        public void Log<TState>(LogLevel logLevel, EventId eventId, TState state, Exception? exception, Func<TState, Exception?, string> formatter)
+        {
+            if (logLevel == LogLevel.Warning) lock (Lines) Lines.Add(formatter(state, exception));
+        }
+    }
 
     private async Task<CompositionRecord> RecordOf(string task)
     {
