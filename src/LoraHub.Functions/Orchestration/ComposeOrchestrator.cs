@@ -60,7 +60,8 @@ public static class ComposeOrchestrator
         var search = await CompositionDriver.SearchAsync(settings, selected.Names.Count, async batch =>
         {
             var values = await Evaluate(context, request, selected, batch);
-            evaluated.AddRange(values.Select((v, i) => new Evaluation(evaluated.Count + i + 1, [], null, v.L1,
+            var done = evaluated.Count; // read once: AddRange grows the list while it enumerates
+            evaluated.AddRange(values.Select((v, i) => new Evaluation(done + i + 1, [], null, v.L1,
                 double.IsFinite(v.Value) ? v.Value : Optimizers.WorstValue)));
             return values;
         }, status);
