@@ -257,6 +257,34 @@ public sealed class HfJsonTokenizerFileTests
     }
 
     [Fact]
+    public void Id_zero_is_a_token_like_any_other_and_a_replaced_tokenizer_json_is_read_again()
+    {
+        using var dir = new Fixtures.TempDir();
+        File.WriteAllText(dir["config.json"], """{"bos_token_id": 0, "eos_token_id": 0, "pad_token_id": 0}""");
+        var t = Load(dir, tokenizerConfig: null);
+        Assert.Equal((0, 0, 0), (t.BosToken, t.EosId, t.PadId));
+
+        // The cache keys on tokenizer.json itself as well as its side files: a new vocabulary is a new tokenizer.
+        Assert.Same(t, HfJsonTokenizer.Load(dir.Path));
+        Load(dir, j => j["added_tokens"]!.AsArray().RemoveAt(3), tokenizerConfig: null);
+        File.SetLastWriteTimeUtc(dir["tokenizer.json"], DateTime.UtcNow.AddMinutes(1));
+        var again = HfJsonTokenizer.Load(dir.Path);
+        Assert.NotSame(t, again);
+        Assert.Contains(266, t.Encode(" [x] ", addSpecialTokens: false).Ids);
+        Assert.DoesNotContain(266, again.Encode(" [x] ", addSpecialTokens: false).Ids);
+    }
+
+    [Fact]
+    public void Null_or_blank_arguments_are_argument_errors()
+    {
+        using var dir = new Fixtures.TempDir();
+        var t = Load(dir);
+        Assert.Throws<ArgumentNullException>(() => t.Encode(null!));
+        Assert.Throws<ArgumentNullException>(() => t.Decode(null!));
+        Assert.ThrowsAny<ArgumentException>(() => HfJsonTokenizer.Load("  "));
+    }
+
+    [Fact]
     public void Side_file_ids_must_name_tokens()
     {
         Assert.Equal("the bos token id 267 is not a token of this vocabulary (0..266)", ProblemWithConfig("""{"bos_token_id": 267, "eos_token_id": 264}"""));
