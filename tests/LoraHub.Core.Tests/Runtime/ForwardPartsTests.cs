@@ -125,3 +125,89 @@ public sealed class ForwardPartsTests
     public void The_part_count_comes_from_the_environment_within_1_to_16(string? value, int expected) =>
         Assert.Equal(expected, ForwardParts.Parse(value));
 }
+
+/// <summary>
+/// What ForwardParts holds process-wide: the part count, the worker pool's size and the no-GC region. Alone (not in
+/// parallel with other tests), since another split run would hold the same region.
+/// </summary>
+[CollectionDefinition(nameof(ForwardPartsProcessTests), DisableParallelization = true)]
+[Collection(nameof(ForwardPartsProcessTests))]
+public sealed class ForwardPartsProcessTests
+{
+    [Fact]
+    public void The_part_count_is_settable_within_1_to_16_only()
+    {
+        var count = ForwardParts.Count;
+        Assert.Throws<ArgumentOutOfRangeException>(() => ForwardParts.Count = 0);
+        Assert.Throws<ArgumentOutOfRangeException>(() => ForwardParts.Count = 17);
+        Assert.Equal(count, ForwardParts.Count);
+        try
+        {
+            ForwardParts.Count = 1;
+            Assert.Equal(1, ForwardParts.Count);
+            ForwardParts.Count = 16;
+            Assert.Equal(16, ForwardParts.Count);
+        }
+        finally
+        {
+            ForwardParts.Count = count;
+        }
+        Assert.Throws<ArgumentOutOfRangeException>(() => ForwardParts.Run(0, i => i));
+    }
+
+    [Fact]
+    public void More_parts_than_16_share_16_workers_and_come_back_in_order()
+    {
+        var results = ForwardParts.Run(20, i => (i, Thread.CurrentThread.Name));
+        Assert.Equal(Enumerable.Range(0, 20), results.Select(r => r.i));
+        Assert.All(results, r => Assert.StartsWith("lorahub-forward-", r.Name));
+        Assert.Equal(16, results.Select(r => r.Name).Distinct().Count());
+        Assert.Equal(results[0].Name, results[16].Name); // part 16 goes to the first worker again
+    }
+
+    [Fact]
+    public void Parts_run_in_a_no_gc_region_that_ends_with_the_last_overlapping_run()
+    {
+        Assert.NotEqual(System.Runtime.GCLatencyMode.NoGCRegion, System.Runtime.GCSettings.LatencyMode);
+        var inside = ForwardParts.Run(2, _ => System.Runtime.GCSettings.LatencyMode);
+        Assert.All(inside, mode => Assert.Equal(System.Runtime.GCLatencyMode.NoGCRegion, mode));
+        Assert.NotEqual(System.Runtime.GCLatencyMode.NoGCRegion, System.Runtime.GCSettings.LatencyMode);
+
+        // Two runs overlap: the one that ends first must not end the region the other is still computing in. The
+        // other run's two parts go to workers 0 and 1, free again once this run's first parts are done; this run's
+        // last part (worker 3) waits for the other run to end and then looks.
+        using var otherInside = new ManualResetEventSlim();
+        using var otherDone = new ManualResetEventSlim();
+        var modes = ForwardParts.Run(4, i =>
+        {
+            if (i != 3) return System.Runtime.GCSettings.LatencyMode;
+            var other = new Thread(() =>
+            {
+                ForwardParts.Run(2, _ => { otherInside.Set(); return 0; });
+                otherDone.Set();
+            });
+            other.Start();
+            Assert.True(otherDone.Wait(TimeSpan.FromSeconds(30)));
+            return System.Runtime.GCSettings.LatencyMode;
+        });
+        Assert.True(otherInside.IsSet);
+        Assert.All(modes, mode => Assert.Equal(System.Runtime.GCLatencyMode.NoGCRegion, mode));
+        Assert.NotEqual(System.Runtime.GCLatencyMode.NoGCRegion, System.Runtime.GCSettings.LatencyMode);
+    }
+
+    [Fact]
+    public void A_run_disturbed_by_collections_every_time_is_computed_three_times_and_then_accepted()
+    {
+        var calls = new int[2];
+        var before = ForwardParts.Recomputed;
+        var results = ForwardParts.Run(2, i =>
+        {
+            Interlocked.Increment(ref calls[i]);
+            if (i == 0) GC.Collect();
+            return i + 1;
+        });
+        Assert.Equal([1, 2], results);
+        Assert.Equal([3, 3], calls);
+        Assert.Equal(before + 2, ForwardParts.Recomputed);
+    }
+}
