@@ -139,4 +139,52 @@ public sealed class CharTokenizerTests
         File.WriteAllText(path, "not json");
         Assert.Contains(path, Assert.Throws<TokenizerException>(() => CharTokenizer.Load(dir.Path)).Message);
     }
+
+    [Theory]
+    [InlineData("{\"type\":\"bpe\",\"tokens\":[]}", "vocabulary type is 'bpe', expected 'chars'")]
+    [InlineData("{\"tokens\":[]}", "vocabulary type is '(none)', expected 'chars'")]
+    [InlineData("{\"type\":\"chars\"}", "vocabulary file has no \"tokens\" array")]
+    [InlineData("{\"type\":\"chars\",\"tokens\":[\"<pad>\",\"</s>\",\"<unk>\",7]}", "every token must be a string")]
+    [InlineData("{\"type\":\"chars\",\"tokens\":[\"<pad>\",\"</s>\"]}", "the first tokens must be <pad>, </s>, <unk> (ids 0, 1, 2)")]
+    [InlineData("{\"type\":\"chars\",\"tokens\":[\"<pad>\",\"</s>\",\"<s>\"]}", "the first tokens must be <pad>, </s>, <unk> (ids 0, 1, 2)")]
+    [InlineData("{\"type\":\"chars\",\"tokens\":[\"<pad>\",\"<s>\",\"<unk>\"]}", "the first tokens must be <pad>, </s>, <unk> (ids 0, 1, 2)")]
+    [InlineData("{\"type\":\"chars\",\"tokens\":[\"x\",\"</s>\",\"<unk>\"]}", "the first tokens must be <pad>, </s>, <unk> (ids 0, 1, 2)")]
+    [InlineData("{\"type\":\"chars\",\"tokens\":[\"<pad>\",\"</s>\",\"<unk>\",\"ab\"]}", "character token 'ab' is not exactly one character (Parameter 'characters')")]
+    [InlineData("{\"type\":\"chars\",\"tokens\":[\"<pad>\",\"</s>\",\"<unk>\",\"\"]}", "character token '' is not exactly one character (Parameter 'characters')")]
+    [InlineData("{\"type\":\"chars\",\"tokens\":[\"<pad>\",\"</s>\",\"<unk>\",\"a\",\"a\"]}", "character 'a' appears twice in the vocabulary (Parameter 'characters')")]
+    [InlineData("null", "vocabulary file is empty")]
+    [InlineData("[1]", "vocabulary file is not a JSON object (")]
+    public void Every_bad_vocabulary_file_is_named_with_its_problem(string content, string problem)
+    {
+        using var dir = new Fixtures.TempDir();
+        var path = Path.Combine(dir.Path, CharTokenizer.FileName);
+        File.WriteAllText(path, content);
+        var e = Assert.Throws<TokenizerException>(() => CharTokenizer.Load(dir.Path));
+        Assert.StartsWith($"{path}: {problem}", e.Message);
+        Assert.Equal(path, e.FilePath);
+    }
+
+    [Fact]
+    public void A_missing_file_and_bad_arguments_are_named()
+    {
+        using var dir = new Fixtures.TempDir();
+        var path = Path.Combine(dir.Path, CharTokenizer.FileName);
+        var e = Assert.Throws<TokenizerException>(() => CharTokenizer.Load(dir.Path));
+        Assert.Equal(($"{path}: character vocabulary file does not exist", path), (e.Message, e.FilePath));
+
+        Assert.Throws<ArgumentNullException>(() => new CharTokenizer(null!));
+        var t = new CharTokenizer(["a", "b"]);
+        Assert.Throws<ArgumentNullException>(() => t.Encode(null!));
+        Assert.Throws<ArgumentNullException>(() => t.Decode(null!));
+        Assert.Equal("Token id 5 is outside the character vocabulary (valid ids are 0..4). (Parameter 'ids')", Assert.Throws<ArgumentException>(() => t.Decode([5])).Message);
+        // Written specials keep their pieces as well as their ids.
+        Assert.Equal(["a", "</s>", "b", "</s>"], t.Encode("a</s>b").Pieces);
+
+        // Save writes the folder and replaces an existing file whole.
+        var folder = Path.Combine(dir.Path, "new", "model");
+        t.Save(folder);
+        new CharTokenizer(["c"]).Save(folder);
+        Assert.Equal(["<pad>", "</s>", "<unk>", "c"], CharTokenizer.Load(folder).Tokens);
+        Assert.Equal([CharTokenizer.FileName], Directory.GetFiles(folder).Select(Path.GetFileName));
+    }
 }
