@@ -8,10 +8,11 @@
 #                                               with perTest coverage each mutant runs only the tests that reach it.
 #   MUTATION_CONCURRENCY=2                       test processes in parallel (default 1: the machine is shared).
 #   MUTATION_COVERAGE=all                        every mutant runs every selected test (default perTest: only the
-#                                               tests that reached it). Use it for code behind a process-wide
-#                                               cache (the tokenizers): perTest credits the cached object's
-#                                               construction to the one test that built it first, so mutants
-#                                               there "survive" tests that would kill them.
+#                                               tests that reached it). perTest scores are lower bounds: it
+#                                               reports survivors that the selected tests kill (a cached object's
+#                                               construction is credited to the one test that built it first,
+#                                               and some mutants get no coverage recorded at all). Give final
+#                                               numbers from an `all` run with a tight MUTATION_TESTS.
 #   MUTATION_TEST_PROJECT=tests/LoraHub.Experiments.Tests
 #                                               run another project's tests against the same source project
 #                                               (CharTokenizer's tests live beside the toy worlds that use it).

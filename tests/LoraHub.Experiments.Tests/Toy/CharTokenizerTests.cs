@@ -180,6 +180,10 @@ public sealed class CharTokenizerTests
         // Written specials keep their pieces as well as their ids.
         Assert.Equal(["a", "</s>", "b", "</s>"], t.Encode("a</s>b").Pieces);
 
+        // The three specials alone are a (useless but valid) vocabulary.
+        File.WriteAllText(path, "{\"type\":\"chars\",\"tokens\":[\"<pad>\",\"</s>\",\"<unk>\"]}");
+        Assert.Equal((3, (int?)null), (CharTokenizer.Load(dir.Path).VocabSize, CharTokenizer.Load(dir.Path).BosId));
+
         // Save writes the folder and replaces an existing file whole.
         var folder = Path.Combine(dir.Path, "new", "model");
         t.Save(folder);
