@@ -5,9 +5,6 @@ using LoraHub.Functions.Activities;
 using LoraHub.Functions.Contracts;
 using LoraHub.Functions.Orchestration;
 using Microsoft.DurableTask;
-using Microsoft.DurableTask.Entities;
-using Microsoft.Extensions.Logging;
-using Microsoft.Extensions.Logging.Abstractions;
 using Xunit;
 
 namespace LoraHub.Functions.Tests;
@@ -147,7 +144,7 @@ public sealed class ComposeOrchestratorScriptTests
     /// L1, from <c>probe</c>, MaterializeAdapter with adapters/{task}. Inputs and outputs go through JSON, as in Durable.
     /// </summary>
     private sealed class ScriptedContext(IReadOnlyList<string> pool, Func<double[], bool, double?> loss,
-        double loadSeconds = 0, Func<string, double?>? probe = null) : TaskOrchestrationContext
+        double loadSeconds = 0, Func<string, double?>? probe = null) : OrchestrationContextStub
     {
         private DateTime now = new(2026, 1, 1, 0, 0, 0, DateTimeKind.Utc);
         private bool firstCandidate = true;
@@ -157,13 +154,9 @@ public sealed class ComposeOrchestratorScriptTests
         public IReadOnlyList<string>? Selected { get; private set; }
         public MaterializeAdapterInput? Materialized { get; private set; }
 
-        public override TaskName Name => new(nameof(ComposeOrchestrator));
         public override string InstanceId => "script";
-        public override ParentOrchestrationInstance? Parent => null;
         public override DateTime CurrentUtcDateTime => now;
         public override bool IsReplaying => false;
-        public override TaskOrchestrationEntityFeature Entities => throw new NotSupportedException();
-        protected override ILoggerFactory LoggerFactory => NullLoggerFactory.Instance;
 
         public override Task<TResult> CallActivityAsync<TResult>(TaskName name, object? input = null, TaskOptions? options = null)
         {
@@ -210,12 +203,5 @@ public sealed class ComposeOrchestratorScriptTests
         private static T Roundtrip<T>(object? value) => JsonSerializer.Deserialize<T>(JsonSerializer.Serialize(value))!;
 
         public override void SetCustomStatus(object? customStatus) => Statuses.Add(Roundtrip<CompositionStatus>(customStatus));
-        public override T GetInput<T>() => throw new NotSupportedException();
-        public override Task<TResult> CallSubOrchestratorAsync<TResult>(TaskName orchestratorName, object? input = null, TaskOptions? options = null) => throw new NotSupportedException();
-        public override Task CreateTimer(DateTime fireAt, CancellationToken cancellationToken) => throw new NotSupportedException();
-        public override Task<T> WaitForExternalEvent<T>(string eventName, CancellationToken cancellationToken = default) => throw new NotSupportedException();
-        public override void SendEvent(string instanceId, string eventName, object payload) => throw new NotSupportedException();
-        public override void ContinueAsNew(object? newInput = null, bool preserveUnprocessedEvents = true) => throw new NotSupportedException();
-        public override Guid NewGuid() => throw new NotSupportedException();
     }
 }

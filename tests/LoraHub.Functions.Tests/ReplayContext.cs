@@ -1,9 +1,6 @@
 using System.Text.Json;
 using LoraHub.Functions.Contracts;
 using Microsoft.DurableTask;
-using Microsoft.DurableTask.Entities;
-using Microsoft.Extensions.Logging;
-using Microsoft.Extensions.Logging.Abstractions;
 
 namespace LoraHub.Functions.Tests;
 
@@ -11,19 +8,15 @@ namespace LoraHub.Functions.Tests;
 /// An orchestration context that replays recorded activity results, as Durable does after a restart: no activity
 /// runs; every scheduled call must find its recorded result (same activity, same input) or the replay has diverged.
 /// </summary>
-public sealed class ReplayContext(IReadOnlyList<(string Activity, string Input, string Output)> recorded, string instanceId) : TaskOrchestrationContext
+public sealed class ReplayContext(IReadOnlyList<(string Activity, string Input, string Output)> recorded, string instanceId) : OrchestrationContextStub
 {
     private readonly Dictionary<(string, string), string> results = recorded.ToDictionary(r => (r.Activity, Key(r.Activity, r.Input)), r => r.Output);
 
     public List<(string Activity, string Input)> Scheduled { get; } = [];
 
-    public override TaskName Name => new("ComposeOrchestrator");
     public override string InstanceId => instanceId;
-    public override ParentOrchestrationInstance? Parent => null;
     public override DateTime CurrentUtcDateTime => new(2026, 1, 1, 0, 0, 0, DateTimeKind.Utc);
     public override bool IsReplaying => true;
-    public override TaskOrchestrationEntityFeature Entities => throw new NotSupportedException();
-    protected override ILoggerFactory LoggerFactory => NullLoggerFactory.Instance;
 
     public override Task<TResult> CallActivityAsync<TResult>(TaskName name, object? input = null, TaskOptions? options = null)
     {
@@ -43,11 +36,4 @@ public sealed class ReplayContext(IReadOnlyList<(string Activity, string Input, 
     }
 
     public override void SetCustomStatus(object? customStatus) { }
-    public override T GetInput<T>() => throw new NotSupportedException();
-    public override Task<TResult> CallSubOrchestratorAsync<TResult>(TaskName orchestratorName, object? input = null, TaskOptions? options = null) => throw new NotSupportedException();
-    public override Task CreateTimer(DateTime fireAt, CancellationToken cancellationToken) => throw new NotSupportedException();
-    public override Task<T> WaitForExternalEvent<T>(string eventName, CancellationToken cancellationToken = default) => throw new NotSupportedException();
-    public override void SendEvent(string instanceId, string eventName, object payload) => throw new NotSupportedException();
-    public override void ContinueAsNew(object? newInput = null, bool preserveUnprocessedEvents = true) => throw new NotSupportedException();
-    public override Guid NewGuid() => throw new NotSupportedException();
 }

@@ -46,7 +46,7 @@ public static class CausalLm
     /// examples are split into parts computed at the same time (Sequences.Losses).
     /// </summary>
     public static double[] ExampleLosses(ICausalLanguageModel model, IReadOnlyList<CausalExample> batch, int groups = 1) =>
-        Sequences.Losses(batch, groups, model.Module.parameters().First().device, part => PerExampleLoss(model, part));
+        Sequences.Losses(batch, groups, Sequences.DeviceOf(model.Module), part => PerExampleLoss(model, part));
 
     /// <summary>
     /// The per-example losses [batch] as a tensor, differentiable when gradients are enabled (training uses its
@@ -64,7 +64,7 @@ public static class CausalLm
         if (batch.Count == 0) throw new ArgumentException("the batch is empty");
         foreach (var e in batch) Check(e);
         using var scope = NewDisposeScope();
-        var device = model.Module.parameters().First().device;
+        var device = Sequences.DeviceOf(model.Module);
         var sequences = batch.Select(e => e.InputIds).ToList();
         if (read is not null && (read.Count != batch.Count || read.Where((r, i) => r.Length != sequences[i].Length).Any()))
             throw new ArgumentException("the read sequences must match the examples one to one in length", nameof(read));
@@ -89,7 +89,7 @@ public static class CausalLm
         Check(example);
         using var scope = NewDisposeScope();
         using var noGrad = no_grad();
-        var device = model.Module.parameters().First().device;
+        var device = Sequences.DeviceOf(model.Module);
         var all = example.InputIds;
         var ids = tensor(all.Select(x => (long)x).ToArray(), device: device).unsqueeze(0);
         var logits = model.Forward(ids);
@@ -109,7 +109,7 @@ public static class CausalLm
         if (maxNewTokens <= 0) return [];
         using var scope = NewDisposeScope();
         using var noGrad = no_grad();
-        var device = model.Module.parameters().First().device;
+        var device = Sequences.DeviceOf(model.Module);
         using var cache = model.NewCache();
         var generated = new List<int>();
         var ids = tensor(promptIds.Select(x => (long)x).ToArray(), device: device).unsqueeze(0);
@@ -139,7 +139,7 @@ public static class CausalLm
         if (prompts.Any(p => p.Length == 0)) throw new ArgumentException("a prompt is empty (it needs at least the bos token)", nameof(prompts));
         using var scope = NewDisposeScope();
         using var noGrad = no_grad();
-        var device = model.Module.parameters().First().device;
+        var device = Sequences.DeviceOf(model.Module);
         var (ids, mask) = Sequences.Pad(prompts, model.PadTokenId, device, left: true);
         using var cache = model.NewCache();
         var newColumn = ones(prompts.Count, 1, dtype: ScalarType.Int64, device: device);

@@ -13,7 +13,7 @@ public static class Seq2Seq
     /// examples are split into parts computed at the same time (Sequences.Losses).
     /// </summary>
     public static double[] ExampleLosses(ISeq2SeqModel model, IReadOnlyList<TokenizedExample> batch, int groups = 1) =>
-        Sequences.Losses(batch, groups, model.Module.parameters().First().device, part => PerExampleLoss(model, part));
+        Sequences.Losses(batch, groups, Sequences.DeviceOf(model.Module), part => PerExampleLoss(model, part));
 
     /// <summary>
     /// The per-example losses [batch] as a tensor, differentiable when gradients are enabled (training uses
@@ -32,7 +32,7 @@ public static class Seq2Seq
     internal static Tensor PerExampleLoss(ISeq2SeqModel model, IReadOnlyList<TokenizedExample> batch, IReadOnlyList<int[]>? decoderRead)
     {
         using var scope = NewDisposeScope();
-        var device = model.Module.parameters().First().device;
+        var device = Sequences.DeviceOf(model.Module);
         var (inputIds, inputMask) = Sequences.Pad(batch.Select(e => e.InputIds).ToList(), model.PadTokenId, device);
         var (decoderInput, _) = Sequences.Pad(decoderRead ?? batch.Select(e => DecoderInput(model, e)).ToList(), model.PadTokenId, device);
         var (labels, labelMask) = Sequences.Pad(batch.Select(e => e.Labels).ToList(), 0, device);
@@ -47,7 +47,7 @@ public static class Seq2Seq
     {
         using var scope = NewDisposeScope();
         using var noGrad = no_grad();
-        var device = model.Module.parameters().First().device;
+        var device = Sequences.DeviceOf(model.Module);
         var input = tensor(example.InputIds.Select(x => (long)x).ToArray(), device: device).unsqueeze(0);
         var mask = ones_like(input);
         var decoder = tensor(DecoderInput(model, example).Select(x => (long)x).ToArray(), device: device).unsqueeze(0);
@@ -64,7 +64,7 @@ public static class Seq2Seq
     {
         using var scope = NewDisposeScope();
         using var noGrad = no_grad();
-        var device = model.Module.parameters().First().device;
+        var device = Sequences.DeviceOf(model.Module);
         var input = tensor(inputIds.Select(x => (long)x).ToArray(), device: device).unsqueeze(0);
         var mask = ones_like(input);
         var encoded = model.Encode(input, mask);
@@ -100,7 +100,7 @@ public static class Seq2Seq
         if (inputs.Count == 0) return [];
         using var scope = NewDisposeScope();
         using var noGrad = no_grad();
-        var device = model.Module.parameters().First().device;
+        var device = Sequences.DeviceOf(model.Module);
         var (input, mask) = Sequences.Pad(inputs, model.PadTokenId, device);
         var encoded = model.Encode(input, mask);
         var cache = model.NewCache();

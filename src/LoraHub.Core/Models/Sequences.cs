@@ -52,6 +52,9 @@ internal static class Sequences
     public static double[] Losses<T>(IReadOnlyList<T> rows, int groups, Device device, Func<IReadOnlyList<T>, Tensor> perExampleLoss) =>
         Losses(rows, groups, PartsOn(device), perExampleLoss);
 
+    /// <summary>The device a model computes on (that of its first parameter).</summary>
+    public static Device DeviceOf(nn.Module model) => model.parameters().First().device;
+
     /// <summary>
     /// Parts for a forward pass on this device: <see cref="ForwardParts.Count"/> on the CPU; one on a GPU, where the
     /// kernels of one batch already fill the device and parts would only queue on its stream.

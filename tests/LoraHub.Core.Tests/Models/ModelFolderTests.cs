@@ -32,6 +32,22 @@ public sealed class ModelFolderTests
 
     private static string Refused(Action load) => Assert.Throws<ModelFormatException>(load).Message;
 
+    /// <summary>Rewrites a model folder's model.safetensors after <paramref name="edit"/> (which may remove, rename or change tensors).</summary>
+    private static void EditCheckpoint(string path, Action<Dictionary<string, Tensor>> edit)
+    {
+        var tensors = SafeTensors.Load(Path.Combine(path, "model.safetensors"));
+        var loaded = tensors.Values.ToList();
+        try
+        {
+            edit(tensors);
+            SafeTensors.Save(Path.Combine(path, "model.safetensors"), tensors);
+        }
+        finally
+        {
+            foreach (var t in loaded) t.Dispose();
+        }
+    }
+
     [Fact]
     public void A_folder_without_a_usable_config_is_named()
     {
@@ -151,12 +167,7 @@ public sealed class ModelFolderTests
         {
             using var dir = new Fixtures.TempDir();
             var path = Copy(Path.Combine(Fixtures.T5, "tiny-t5"), dir);
-            var weights = Path.Combine(path, "model.safetensors");
-            var tensors = SafeTensors.Load(weights);
-            tensors.Remove(tensor, out var removed);
-            removed!.Dispose();
-            SafeTensors.Save(weights, tensors);
-            foreach (var t in tensors.Values) t.Dispose();
+            EditCheckpoint(path, tensors => tensors.Remove(tensor));
             Assert.Equal(
                 $"{Path.Combine(path, "config.json")}: the checkpoint is missing '{tensor}' ({because}); config.json does not describe this checkpoint",
                 Refused(() => ModelLoader.LoadSeq2Seq(path)));
@@ -188,12 +199,7 @@ public sealed class ModelFolderTests
         {
             using var dir = new Fixtures.TempDir();
             var path = Copy(TinyLlama, dir);
-            var weights = Path.Combine(path, "model.safetensors");
-            var tensors = SafeTensors.Load(weights);
-            tensors.Remove(tensor, out var removed);
-            removed!.Dispose();
-            SafeTensors.Save(weights, tensors);
-            foreach (var t in tensors.Values) t.Dispose();
+            EditCheckpoint(path, tensors => tensors.Remove(tensor));
             Assert.Equal(
                 $"{Path.Combine(path, "config.json")}: the checkpoint is missing '{tensor}' ({because}); config.json does not describe this checkpoint",
                 Refused(() => ModelLoader.LoadCausal(path)));
@@ -207,17 +213,15 @@ public sealed class ModelFolderTests
         // final norm: every missing tensor counts, only the numbered block with nothing in it is called absent.
         using var dir = new Fixtures.TempDir();
         var path = Copy(TinyLlama, dir, c => c["num_hidden_layers"] = 3);
-        var weights = Path.Combine(path, "model.safetensors");
-        var tensors = SafeTensors.Load(weights);
-        foreach (var key in tensors.Keys.Where(k => k.StartsWith("model.layers.1.", StringComparison.Ordinal)).ToList())
+        EditCheckpoint(path, tensors =>
         {
-            tensors.Remove(key, out var moved);
-            tensors["model.layers.2." + key["model.layers.1.".Length..]] = moved!;
-        }
-        tensors.Remove("model.norm.weight", out var norm);
-        norm!.Dispose();
-        SafeTensors.Save(weights, tensors);
-        foreach (var t in tensors.Values) t.Dispose();
+            foreach (var key in tensors.Keys.Where(k => k.StartsWith("model.layers.1.", StringComparison.Ordinal)).ToList())
+            {
+                tensors.Remove(key, out var moved);
+                tensors["model.layers.2." + key["model.layers.1.".Length..]] = moved!;
+            }
+            tensors.Remove("model.norm.weight");
+        });
 
         var message = Refused(() => ModelLoader.LoadCausal(path));
         Assert.StartsWith($"{path}: checkpoint is missing 10 tensor(s): model.layers.1.", message);
@@ -229,14 +233,10 @@ public sealed class ModelFolderTests
     {
         using var dir = new Fixtures.TempDir();
         var path = Copy(TinyLlama, dir);
-        var weights = Path.Combine(path, "model.safetensors");
-        var tensors = SafeTensors.Load(weights);
-        tensors.Remove("lm_head.weight");
-        SafeTensors.Save(weights, tensors);
+        EditCheckpoint(path, tensors => tensors.Remove("lm_head.weight"));
         Assert.Equal(
             $"{Path.Combine(path, "config.json")}: the checkpoint is missing 'lm_head.weight' (vocab_size x hidden_size (tie_word_embeddings is false)); config.json does not describe this checkpoint",
             Refused(() => ModelLoader.LoadCausal(path)));
-        foreach (var t in tensors.Values) t.Dispose();
     }
 
     [Fact]
@@ -244,18 +244,18 @@ public sealed class ModelFolderTests
     {
         using var dir = new Fixtures.TempDir();
         var path = Copy(TinyLlama, dir);
-        var weights = Path.Combine(path, "model.safetensors");
-        var tensors = SafeTensors.Load(weights);
-        string[] gone = [.. tensors.Keys.Where(k => k.StartsWith("model.layers.1.", StringComparison.Ordinal) && !k.Contains("q_proj") && !k.Contains("k_proj") && !k.Contains("up_proj")).Order(StringComparer.Ordinal)];
-        foreach (var k in gone) tensors.Remove(k);
-        SafeTensors.Save(weights, tensors);
+        string[] gone = [];
+        EditCheckpoint(path, tensors =>
+        {
+            gone = [.. tensors.Keys.Where(k => k.StartsWith("model.layers.1.", StringComparison.Ordinal) && !k.Contains("q_proj") && !k.Contains("k_proj") && !k.Contains("up_proj")).Order(StringComparer.Ordinal)];
+            foreach (var k in gone) tensors.Remove(k);
+        });
         var message = Refused(() => ModelLoader.LoadCausal(path));
         Assert.StartsWith($"{path}: checkpoint is missing {gone.Length} tensor(s): ", message);
         Assert.True(gone.Length > 5);
         Assert.EndsWith(", ...", message);
         Assert.Equal(5, message.Split(": ", 3)[2].Split(", ").Count(n => n.StartsWith("model.layers.1.", StringComparison.Ordinal)));
         Assert.DoesNotContain("absent", message);
-        foreach (var t in tensors.Values) t.Dispose();
     }
 
     [Fact]
@@ -263,14 +263,13 @@ public sealed class ModelFolderTests
     {
         using var dir = new Fixtures.TempDir();
         var path = Copy(TinyLlama, dir);
-        var weights = Path.Combine(path, "model.safetensors");
-        var tensors = SafeTensors.Load(weights);
-        using (no_grad()) tensors["model.norm.weight"][3].fill_(float.PositiveInfinity);
-        SafeTensors.Save(weights, tensors);
+        EditCheckpoint(path, tensors =>
+        {
+            using (no_grad()) tensors["model.norm.weight"][3].fill_(float.PositiveInfinity);
+        });
         var message = Refused(() => ModelLoader.LoadCausal(path));
-        Assert.StartsWith($"{weights}: checkpoint tensor 'model.norm.weight' holds ", message);
+        Assert.StartsWith($"{Path.Combine(path, "model.safetensors")}: checkpoint tensor 'model.norm.weight' holds ", message);
         Assert.EndsWith("; a model with non-finite weights cannot be used", message);
-        foreach (var t in tensors.Values) t.Dispose();
     }
 
     [Fact]
